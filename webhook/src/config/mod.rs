@@ -1,0 +1,347 @@
+//! The webhook's config file (YAML). Every key is optional; unknown keys are rejected.
+//!
+//! The Helm chart maps its values onto this file, so the key names are part of the interface.
+//! See the README's "Configuration" section for every key and its default.
+
+mod values;
+
+pub use values::{parse_image_ref, AbsolutePath, DnsLabel, DnsSubdomain, EnvName, ImageParts, ImageRef, Quantity};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The tools image that carries `dfget` and the copier; the release process publishes it with
+/// the same version as the webhook.
+pub const DEFAULT_TOOLS_IMAGE: &str =
+    concat!("docker.io/dragonflyoss/dragonfly-injector-tools:v", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub socket: SocketConfig,
+    pub tools: ToolsConfig,
+    pub transfer_from_dfdaemon: TransferFromDfdaemon,
+    pub exclude_namespaces: ExcludeNamespaces,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TransferFromDfdaemon(pub bool);
+
+impl Default for TransferFromDfdaemon {
+    fn default() -> Self {
+        Self(true)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExcludeNamespaces(pub Vec<DnsLabel>);
+
+impl Default for ExcludeNamespaces {
+    fn default() -> Self {
+        Self(vec![DnsLabel::try_from("kube-system".to_owned()).expect("valid label")])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// dfdaemon's HTTP proxy port on every node.
+    pub port: Port,
+    /// Where the node's address comes from (Downward API).
+    pub host_from: HostFrom,
+    /// The variable that carries the proxy URL.
+    pub env_name: EnvName,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            port: Port(4001),
+            host_from: HostFrom::NodeName,
+            env_name: EnvName::try_from("DRAGONFLY_INJECT_PROXY".to_owned()).expect("valid name"),
+        }
+    }
+}
+
+/// A TCP port, 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u16")]
+pub struct Port(pub u16);
+
+impl TryFrom<u64> for Port {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, String> {
+        match u16::try_from(value) {
+            Ok(port) if port > 0 => Ok(Port(port)),
+            _ => Err(format!("{value} is not a port (1 to 65535)")),
+        }
+    }
+}
+
+impl From<Port> for u16 {
+    fn from(port: Port) -> u16 {
+        port.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HostFrom {
+    /// `spec.nodeName` as `NODE_NAME`: needs node names that resolve in the cluster's DNS.
+    NodeName,
+    /// `status.hostIP` as `HOST_IP`: works where node names do not resolve.
+    #[serde(rename = "hostIP")]
+    HostIp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SocketConfig {
+    pub enabled: bool,
+    /// dfdaemon's unix socket on the host (the Go client used `/var/run/dfdaemon.sock`).
+    pub path: AbsolutePath,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: AbsolutePath::try_from("/var/run/dragonfly/dfdaemon.sock".to_owned()).expect("valid path"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    pub image: ImageRef,
+    pub pull_policy: PullPolicy,
+    /// Where the tools volume is mounted, in the init container and in the target containers.
+    pub mount_path: AbsolutePath,
+    pub resources: Resources,
+    pub image_pull_secrets: Vec<DnsSubdomain>,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            image: ImageRef::try_from(DEFAULT_TOOLS_IMAGE.to_owned()).expect("valid image"),
+            pull_policy: PullPolicy::IfNotPresent,
+            mount_path: AbsolutePath::try_from("/dragonfly/bin".to_owned()).expect("valid path"),
+            resources: Resources::default(),
+            image_pull_secrets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Requests and limits of the init container. Small by default, but present, so namespaces with
+/// a ResourceQuota or a LimitRange that demands them still admit injected pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Resources {
+    pub requests: BTreeMap<ResourceName, Quantity>,
+    pub limits: BTreeMap<ResourceName, Quantity>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        let quantities = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(name, value)| {
+                    (ResourceName::try_from((*name).to_owned()).expect("valid"), Quantity::try_from((*value).to_owned()).expect("valid"))
+                })
+                .collect()
+        };
+        Self {
+            requests: quantities(&[("cpu", "10m"), ("memory", "16Mi")]),
+            limits: quantities(&[("cpu", "100m"), ("memory", "64Mi")]),
+        }
+    }
+}
+
+/// `cpu`, `memory`, `ephemeral-storage` or a qualified extended resource name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceName(String);
+
+impl TryFrom<String> for ResourceName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 253
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!("{value:?} is not a resource name"))
+        }
+    }
+}
+
+impl From<ResourceName> for String {
+    fn from(value: ResourceName) -> String {
+        value.0
+    }
+}
+
+impl ResourceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The message from the YAML parser names the key path, line and column.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_yaml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses the file's text. An empty file (or one with only comments) means all defaults.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let only_comments = text.lines().all(|line| {
+            let line = line.trim();
+            line.is_empty() || line.starts_with('#') || line == "---"
+        });
+        if only_comments {
+            return Ok(Self::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|error| describe_yaml_error(text, &error))
+    }
+}
+
+/// The parser names the map that holds a value it could not accept (`proxy: ... at line 2
+/// column 3`), and the location points at the key itself: complete the path with that key so
+/// the message reads `proxy.port: ...`.
+fn describe_yaml_error(text: &str, error: &serde_yaml_ng::Error) -> String {
+    let message = error.to_string();
+    let Some(location) = error.location() else { return message };
+    let key = text.lines().nth(location.line().saturating_sub(1)).and_then(|line| {
+        // In flow style (`proxy: {port: 0}`) the location points at the brace.
+        let rest = line.get(location.column().saturating_sub(1)..)?.trim_start_matches(['{', ',', ' ']);
+        let (key, _) = rest.split_once(':')?;
+        let key = key.trim();
+        let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        plain.then_some(key)
+    });
+    let Some(key) = key else { return message };
+    match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') && path != key && !path.ends_with(&format!(".{key}")) => {
+            format!("{path}.{key}: {rest}")
+        }
+        Some((path, _)) if !path.contains(' ') => message,
+        _ => format!("{key}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = Config::from_yaml("# nothing set\n").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.proxy.port, Port(4001));
+        assert_eq!(config.socket.path.as_str(), "/var/run/dragonfly/dfdaemon.sock");
+        assert_eq!(config.tools.mount_path.as_str(), "/dragonfly/bin");
+        assert!(config.transfer_from_dfdaemon.0);
+        assert_eq!(config.exclude_namespaces.0[0].as_str(), "kube-system");
+    }
+
+    #[test]
+    fn every_documented_key_is_read() {
+        let text = r#"
+proxy: {port: 65001, hostFrom: hostIP, envName: MY_PROXY}
+socket: {enabled: false, path: /var/run/dfdaemon.sock}
+tools:
+  image: registry.local:5000/tools:v2
+  pullPolicy: Always
+  mountPath: /opt/df
+  resources: {requests: {cpu: 5m}, limits: {memory: 32Mi}}
+  imagePullSecrets: [regcred]
+transferFromDfdaemon: false
+excludeNamespaces: [kube-system, dragonfly-system]
+"#;
+        let config = Config::from_yaml(text).unwrap();
+        assert_eq!(config.proxy.port, Port(65001));
+        assert_eq!(config.proxy.host_from, HostFrom::HostIp);
+        assert_eq!(config.proxy.env_name.as_str(), "MY_PROXY");
+        assert!(!config.socket.enabled);
+        assert_eq!(config.socket.path.as_str(), "/var/run/dfdaemon.sock");
+        assert_eq!(config.tools.image.as_str(), "registry.local:5000/tools:v2");
+        assert_eq!(config.tools.pull_policy, PullPolicy::Always);
+        assert_eq!(config.tools.mount_path.as_str(), "/opt/df");
+        assert_eq!(config.tools.resources.requests.len(), 1);
+        assert_eq!(config.tools.resources.limits.values().next().unwrap().as_str(), "32Mi");
+        assert_eq!(config.tools.image_pull_secrets[0].as_str(), "regcred");
+        assert!(!config.transfer_from_dfdaemon.0);
+        assert_eq!(config.exclude_namespaces.0.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path_and_line() {
+        let error = Config::from_yaml("proxy:\n  port: 4001\n  prot: 1\n").unwrap_err();
+        assert!(error.contains("proxy"), "{error}");
+        assert!(error.contains("unknown field `prot`"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_path_and_line() {
+        let cases = [
+            ("proxy:\n  port: 70000\n", "proxy.port", "70000 is not a port"),
+            ("tools:\n  resources:\n    requests:\n      cpu: lots\n", "tools.resources.requests.cpu", "not a Kubernetes quantity"),
+            ("tools:\n  mountPath: relative/dir\n", "tools.mountPath", "not an absolute path"),
+            ("tools:\n  image: Not An Image\n", "tools.image", "not a valid image reference"),
+            ("tools:\n  pullPolicy: Sometimes\n", "tools.pullPolicy", "unknown variant"),
+            ("proxy:\n  hostFrom: podIP\n", "proxy.hostFrom", "unknown variant"),
+            ("excludeNamespaces: [Kube_System]\n", "excludeNamespaces", "not a valid DNS label"),
+            ("proxy: {port: 0}\n", "proxy.port", "0 is not a port"),
+            ("transferFromDfdaemon: maybe\n", "transferFromDfdaemon", "invalid type"),
+        ];
+        for (text, key, reason) in cases {
+            let error = Config::from_yaml(text).unwrap_err();
+            assert!(error.contains(key), "{text:?}: {error}");
+            assert!(error.contains(reason), "{text:?}: {error}");
+            assert!(error.contains("line "), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_reported_with_its_path() {
+        let error = Config::load(Path::new("/nonexistent/injector.yaml")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/injector.yaml"), "{error}");
+    }
+}

@@ -1,0 +1,272 @@
+//! Validated scalar types used by the config file.
+//!
+//! Each type checks its value while it is being deserialised, so a bad value is reported by the
+//! YAML parser together with the key path and the line, instead of surfacing later as a pod the
+//! API server rejects.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! validated_string {
+    ($(#[$meta:meta])* $name:ident, $check:path) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                $check(&value).map(|()| Self(value))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// An absolute path without `:` (it ends up inside `PATH`) or whitespace.
+    AbsolutePath,
+    check_absolute_path
+);
+validated_string!(
+    /// A Kubernetes resource quantity such as `10m`, `64Mi` or `0.5`.
+    Quantity,
+    check_quantity
+);
+validated_string!(
+    /// A container environment variable name, as Kubernetes validates it.
+    EnvName,
+    check_env_name
+);
+validated_string!(
+    /// An image reference: `[registry/]repository[:tag][@sha256:<64 hex>]`.
+    ImageRef,
+    check_image_ref
+);
+validated_string!(
+    /// A DNS-1123 label: namespace and Secret names.
+    DnsLabel,
+    check_dns_label
+);
+validated_string!(
+    /// A DNS-1123 subdomain: Secret names may contain dots.
+    DnsSubdomain,
+    check_dns_subdomain
+);
+
+pub fn check_absolute_path(value: &str) -> Result<(), String> {
+    if !value.starts_with('/') {
+        return Err(format!("{value:?} is not an absolute path"));
+    }
+    if value.contains(':') || value.chars().any(char::is_whitespace) {
+        return Err(format!("{value:?} must not contain ':' or whitespace"));
+    }
+    if value.len() > 1 && value.ends_with('/') {
+        return Err(format!("{value:?} must not end with '/'"));
+    }
+    if value.split('/').any(|part| part == "..") {
+        return Err(format!("{value:?} must not contain '..'"));
+    }
+    Ok(())
+}
+
+/// Kubernetes' quantity grammar: a signed decimal number followed by an optional binary
+/// (`Ki`..`Ei`) or decimal (`m`, `k`, `M`..`E`) suffix or a decimal exponent.
+pub fn check_quantity(value: &str) -> Result<(), String> {
+    let bad = || Err(format!("{value:?} is not a Kubernetes quantity (for example 10m, 64Mi, 0.5)"));
+    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let number_len = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_len);
+    let mut parts = number.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let fraction = parts.next();
+    let fraction_ok = fraction.is_none_or(|f| !f.contains('.'));
+    if number.is_empty() || !fraction_ok || (whole.is_empty() && fraction.is_none_or(str::is_empty)) {
+        return bad();
+    }
+    let suffix_ok = match suffix {
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let digits = exponent[1..].strip_prefix(['+', '-']).unwrap_or(&exponent[1..]);
+            !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    };
+    if suffix_ok {
+        Ok(())
+    } else {
+        bad()
+    }
+}
+
+/// Kubernetes accepts any printable ASCII except `=` since 1.30, but `$(NAME)` expansion and
+/// shells only work with C identifiers plus `-` and `.`, which is what older API servers enforce.
+pub fn check_env_name(value: &str) -> Result<(), String> {
+    let mut chars = value.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '-' || c == '.');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a valid environment variable name"))
+    }
+}
+
+pub fn check_dns_label(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a valid DNS label (lowercase letters, digits and '-')"))
+    }
+}
+
+pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
+    if value.len() <= 253 && value.split('.').all(|label| check_dns_label(label).is_ok()) {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a valid Kubernetes object name"))
+    }
+}
+
+/// The parts of an image reference, as far as the injector needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageParts<'a> {
+    /// Everything before the tag and digest: `[registry/]repository`.
+    pub name: &'a str,
+    pub tag: Option<&'a str>,
+    /// `sha256:<hex>`.
+    pub digest: Option<&'a str>,
+}
+
+pub fn parse_image_ref(value: &str) -> Result<ImageParts<'_>, String> {
+    let bad = |why: &str| Err(format!("{value:?} is not a valid image reference: {why}"));
+    if value.is_empty() || value.len() > 4096 {
+        return bad("empty or too long");
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("contains whitespace");
+    }
+    let (rest, digest) = match value.split_once('@') {
+        Some((rest, digest)) => {
+            let Some(hex) = digest.strip_prefix("sha256:") else {
+                return bad("the digest must be sha256:<64 hex digits>");
+            };
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+                return bad("the digest must be sha256:<64 lowercase hex digits>");
+            }
+            (rest, Some(digest))
+        }
+        None => (value, None),
+    };
+    // A ':' after the last '/' separates the tag; one before it belongs to a registry port.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
+            && !tag.starts_with(['.', '-']);
+        if !tag_ok {
+            return bad("invalid tag");
+        }
+    }
+    let name_ok = !name.is_empty()
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+    if !name_ok {
+        return bad("invalid repository name");
+    }
+    let repository = match name.split_once('/') {
+        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => path,
+        _ => name,
+    };
+    if repository.chars().any(|c| c.is_ascii_uppercase() || c == ':') {
+        return bad("the repository must be lowercase");
+    }
+    Ok(ImageParts { name, tag, digest })
+}
+
+pub fn check_image_ref(value: &str) -> Result<(), String> {
+    parse_image_ref(value).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_follow_the_kubernetes_grammar() {
+        for good in ["10m", "64Mi", "0.5", "1", "1.5Gi", ".5", "1e3", "2E-2", "+1k", "100"] {
+            assert!(check_quantity(good).is_ok(), "{good} should be accepted");
+        }
+        for bad in ["", "ten", "10 m", "10mb", "Mi", ".", "1e", "1.2.3", "64MI", "--1"] {
+            assert!(check_quantity(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn absolute_paths_reject_path_separators_and_relative_forms() {
+        assert!(check_absolute_path("/dragonfly/bin").is_ok());
+        assert!(check_absolute_path("/").is_ok());
+        for bad in ["dragonfly/bin", "/a:b", "/a b", "/a/", "/a/../b", ""] {
+            assert!(check_absolute_path(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn image_references_are_split_into_name_tag_and_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let with_port = format!("localhost:5000/tools:v1@{digest}");
+        let parts = parse_image_ref(&with_port).unwrap();
+        assert_eq!(parts.name, "localhost:5000/tools");
+        assert_eq!(parts.tag, Some("v1"));
+        assert_eq!(parts.digest, Some(digest.as_str()));
+
+        let parts = parse_image_ref("registry:5000/ns/tools").unwrap();
+        assert_eq!((parts.name, parts.tag, parts.digest), ("registry:5000/ns/tools", None, None));
+
+        for bad in ["", "Tools:v1", "tools:", "tools@sha256:abc", "tools:v 1", "/tools", "tools:-x"] {
+            assert!(parse_image_ref(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn env_names_and_dns_labels() {
+        assert!(check_env_name("DRAGONFLY_INJECT_PROXY").is_ok());
+        assert!(check_env_name("1ABC").is_err());
+        assert!(check_env_name("A=B").is_err());
+        assert!(check_dns_label("kube-system").is_ok());
+        assert!(check_dns_label("Kube").is_err());
+        assert!(check_dns_subdomain("regcred.v2").is_ok());
+        assert!(check_dns_subdomain("regcred..v2").is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! What one target container receives: environment variables in an order that lets Kubernetes
+//! expand `$(VAR)` references, the socket and tools mounts, and the tools directory on `PATH`.
+
+use super::patch::{PatchBuilder, PatchError};
+use serde_json::{json, Value};
+
+/// The default `PATH` of Linux images (Docker's and containerd's), used when the container does
+/// not set one: setting `PATH` replaces the image's own value, which the API server cannot see.
+pub const DEFAULT_LINUX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    pub volume: String,
+    pub mount_path: String,
+}
+
+impl MountPlan {
+    fn entry(&self) -> Value {
+        json!({"name": self.volume, "mountPath": self.mount_path, "readOnly": true})
+    }
+}
+
+/// The same for every target container of one pod.
+#[derive(Debug, Clone)]
+pub struct ContainerPlan {
+    /// The Downward API variable the proxy URL refers to (`NODE_NAME` or `HOST_IP`).
+    pub host_env: Value,
+    pub proxy_env: Value,
+    pub transfer_env: Option<Value>,
+    pub socket: Option<MountPlan>,
+    pub tools: Option<MountPlan>,
+}
+
+fn env_name(entry: &Value) -> &str {
+    entry.get("name").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Compares env entries the way the API server stores them: it defaults a `fieldRef`'s
+/// `apiVersion` to `v1`, and a missing `value` means the empty string.
+fn same_env(existing: &Value, ours: &Value) -> bool {
+    fn normal(entry: &Value) -> (Option<&str>, Option<&Value>, Option<&str>) {
+        let field_ref = entry.pointer("/valueFrom/fieldRef");
+        let value = entry.get("value").and_then(Value::as_str).filter(|v| !v.is_empty());
+        let api_version = field_ref.map(|r| r.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"));
+        let field_path = field_ref.and_then(|r| r.get("fieldPath"));
+        let other_source = entry.get("valueFrom").is_some() && field_ref.is_none();
+        (value, if other_source { entry.get("valueFrom") } else { field_path }, api_version)
+    }
+    normal(existing) == normal(ours)
+}
+
+/// Injects one container: whatever of the plan is not there yet.
+pub fn inject_container(
+    builder: &mut PatchBuilder,
+    index: usize,
+    plan: &ContainerPlan,
+    warnings: &mut Vec<String>,
+) -> Result<(), PatchError> {
+    let base = format!("/spec/containers/{index}");
+    let env_path = format!("{base}/env");
+    let name = builder.get(&format!("{base}/name")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let position = |builder: &PatchBuilder, wanted: &str| builder.array(&env_path).iter().position(|e| env_name(e) == wanted);
+
+    // Our variables go first, the proxy right after the variable it references, so that both
+    // Kubernetes' `$(VAR)` expansion (which only sees earlier entries) and the user's own
+    // variables (which may reference ours) work.
+    let mut after = 0;
+    for entry in [Some(&plan.host_env), Some(&plan.proxy_env), plan.transfer_env.as_ref()].into_iter().flatten() {
+        match position(builder, env_name(entry)) {
+            Some(existing) => {
+                if !same_env(&builder.array(&env_path)[existing], entry) {
+                    warnings.push(format!(
+                        "container {name} already sets {}; left as it is",
+                        env_name(entry)
+                    ));
+                }
+                after = after.max(existing + 1);
+            }
+            None => {
+                builder.insert(&env_path, after, entry.clone())?;
+                after += 1;
+            }
+        }
+    }
+
+    let mounts_path = format!("{base}/volumeMounts");
+    let mounted = |builder: &mut PatchBuilder, plan: &MountPlan, warnings: &mut Vec<String>| -> Result<bool, PatchError> {
+        let clash = builder.array(&mounts_path).iter().find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&plan.mount_path));
+        match clash {
+            Some(existing) if existing.get("name").and_then(Value::as_str) == Some(&plan.volume) => Ok(true),
+            Some(_) => {
+                warnings.push(format!(
+                    "container {name} already mounts something at {}; that part is not injected into it",
+                    plan.mount_path
+                ));
+                Ok(false)
+            }
+            None => builder.push(&mounts_path, plan.entry()).map(|()| true),
+        }
+    };
+    if let Some(socket) = &plan.socket {
+        mounted(builder, socket, warnings)?;
+    }
+    if let Some(tools) = &plan.tools {
+        if mounted(builder, tools, warnings)? {
+            prepend_path(builder, &env_path, &name, &tools.mount_path, after, warnings)?;
+        }
+    }
+    Ok(())
+}
+
+fn prepend_path(
+    builder: &mut PatchBuilder,
+    env_path: &str,
+    container: &str,
+    dir: &str,
+    insert_at: usize,
+    warnings: &mut Vec<String>,
+) -> Result<(), PatchError> {
+    let Some(index) = builder.array(env_path).iter().position(|e| env_name(e) == "PATH") else {
+        let value = format!("{dir}:{DEFAULT_LINUX_PATH}");
+        return builder.insert(env_path, insert_at, json!({"name": "PATH", "value": value}));
+    };
+    let entry = &builder.array(env_path)[index];
+    if entry.get("valueFrom").is_some() {
+        warnings.push(format!(
+            "container {container} sets PATH from a source; {dir} was not added to it (call {dir}/dfget)"
+        ));
+        return Ok(());
+    }
+    let current = entry.get("value").and_then(Value::as_str).unwrap_or_default();
+    if current == dir || current.starts_with(&format!("{dir}:")) {
+        return Ok(());
+    }
+    let value = if current.is_empty() { dir.to_owned() } else { format!("{dir}:{current}") };
+    builder.replace(format!("{env_path}/{index}/value"), Value::String(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> ContainerPlan {
+        ContainerPlan {
+            host_env: json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}),
+            proxy_env: json!({"name": "DRAGONFLY_INJECT_PROXY", "value": "http://$(NODE_NAME):4001"}),
+            transfer_env: Some(json!({"name": "DFGET_TRANSFER_FROM_DFDAEMON", "value": "true"})),
+            socket: Some(MountPlan { volume: "dragonfly-socket".into(), mount_path: "/var/run/dragonfly".into() }),
+            tools: Some(MountPlan { volume: "dragonfly-tools".into(), mount_path: "/dragonfly/bin".into() }),
+        }
+    }
+
+    fn inject(container: Value) -> (Value, Vec<String>) {
+        let mut builder = PatchBuilder::new(json!({"spec": {"containers": [container]}}));
+        let mut warnings = Vec::new();
+        inject_container(&mut builder, 0, &plan(), &mut warnings).unwrap();
+        (builder.finish().1["spec"]["containers"][0].clone(), warnings)
+    }
+
+    fn names(container: &Value) -> Vec<&str> {
+        container["env"].as_array().unwrap().iter().map(env_name).collect()
+    }
+
+    #[test]
+    fn a_bare_container_gets_env_in_expansion_order_mounts_and_path() {
+        let (container, warnings) = inject(json!({"name": "app"}));
+        assert!(warnings.is_empty());
+        assert_eq!(names(&container), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+        assert_eq!(container["env"][3]["value"], format!("/dragonfly/bin:{DEFAULT_LINUX_PATH}"));
+        assert_eq!(container["volumeMounts"][0]["mountPath"], "/var/run/dragonfly");
+        assert_eq!(container["volumeMounts"][1], json!({"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true}));
+    }
+
+    #[test]
+    fn user_variables_stay_after_ours_so_they_can_reference_them() {
+        let (container, _) = inject(json!({"name": "app", "env": [{"name": "HTTP_PROXY", "value": "$(DRAGONFLY_INJECT_PROXY)"}]}));
+        assert_eq!(names(&container), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY"]);
+    }
+
+    #[test]
+    fn an_existing_node_name_is_reused_and_the_proxy_follows_it() {
+        let user_node_name = json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}});
+        let (container, warnings) = inject(json!({"name": "app", "env": [{"name": "A", "value": "1"}, user_node_name]}));
+        assert!(warnings.is_empty(), "same definition needs no warning: {warnings:?}");
+        assert_eq!(names(&container), ["A", "NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+    }
+
+    #[test]
+    fn a_users_own_value_is_left_alone_with_a_warning() {
+        let (container, warnings) = inject(json!({"name": "app", "env": [{"name": "DRAGONFLY_INJECT_PROXY", "value": "http://mine:1"}]}));
+        assert_eq!(container["env"].as_array().unwrap().iter().filter(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").count(), 1);
+        let proxy = container["env"].as_array().unwrap().iter().find(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").unwrap();
+        assert_eq!(proxy["value"], "http://mine:1");
+        assert_eq!(warnings, ["container app already sets DRAGONFLY_INJECT_PROXY; left as it is"]);
+    }
+
+    #[test]
+    fn path_set_by_value_is_prepended_once() {
+        let (container, _) = inject(json!({"name": "app", "env": [{"name": "PATH", "value": "/opt/bin:/usr/bin"}]}));
+        let path = container["env"].as_array().unwrap().iter().find(|e| env_name(e) == "PATH").unwrap();
+        assert_eq!(path["value"], "/dragonfly/bin:/opt/bin:/usr/bin");
+        let (again, _) = inject(container.clone());
+        assert_eq!(again, container);
+    }
+
+    #[test]
+    fn path_from_a_source_is_left_with_a_warning() {
+        let from = json!({"name": "PATH", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "path"}}});
+        let (container, warnings) = inject(json!({"name": "app", "env": [from.clone()]}));
+        assert!(container["env"].as_array().unwrap().contains(&from));
+        assert!(warnings[0].contains("sets PATH from a source"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_clashing_mount_path_skips_that_part_only() {
+        let (container, warnings) = inject(json!({"name": "app", "volumeMounts": [{"name": "mine", "mountPath": "/dragonfly/bin"}]}));
+        assert!(warnings[0].contains("already mounts something at /dragonfly/bin"), "{warnings:?}");
+        assert!(!names(&container).contains(&"PATH"), "no PATH entry for tools that are not mounted");
+        assert_eq!(container["volumeMounts"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_second_pass_changes_nothing() {
+        let (once, _) = inject(json!({"name": "app", "env": [{"name": "X", "value": "1"}]}));
+        let mut builder = PatchBuilder::new(json!({"spec": {"containers": [once]}}));
+        let mut warnings = Vec::new();
+        inject_container(&mut builder, 0, &plan(), &mut warnings).unwrap();
+        assert!(builder.finish().0.is_empty());
+        assert!(warnings.is_empty());
+    }
+}

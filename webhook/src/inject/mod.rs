@@ -1,0 +1,312 @@
+//! The injection engine: pod JSON in, decision and JSON Patch out. No I/O here; the HTTP edge
+//! (`crate::admission`) and the offline `inject` command both call [`evaluate`].
+
+mod container;
+pub mod keys;
+mod overrides;
+mod patch;
+mod policy;
+mod shape;
+mod status;
+
+pub use container::DEFAULT_LINUX_PATH;
+pub use patch::{escape_token, PatchOp};
+pub use policy::{NamespaceLabels, SkipReason};
+pub use status::Status;
+
+use crate::config::{Config, HostFrom};
+use container::{inject_container, ContainerPlan, MountPlan};
+use patch::{PatchBuilder, PatchError};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+pub const TOOLS_VOLUME: &str = "dragonfly-tools";
+pub const SOCKET_VOLUME: &str = "dragonfly-socket";
+pub const INIT_CONTAINER: &str = "dragonfly-tools";
+
+/// Host directories that are shared by much more than dfdaemon: a socket directly inside one of
+/// them is mounted as a file, never the whole directory.
+const SHARED_SYSTEM_DIRS: [&str; 5] = ["/", "/run", "/var/run", "/tmp", "/var"];
+
+/// How the dfdaemon socket reaches the containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketMount {
+    pub host_path: String,
+    /// `DirectoryOrCreate` for the socket's directory; `Socket` for the file alone.
+    pub host_path_type: &'static str,
+    /// The socket file alone is mounted: a dfdaemon restart leaves pods with a dead socket.
+    pub file_only: bool,
+}
+
+impl SocketMount {
+    pub fn for_socket(path: &str) -> Self {
+        let parent = match path.rsplit_once('/') {
+            Some(("", _)) | None => "/",
+            Some((parent, _)) => parent,
+        };
+        if SHARED_SYSTEM_DIRS.contains(&parent) {
+            SocketMount { host_path: path.to_owned(), host_path_type: "Socket", file_only: true }
+        } else {
+            SocketMount { host_path: parent.to_owned(), host_path_type: "DirectoryOrCreate", file_only: false }
+        }
+    }
+}
+
+/// The config compiled for the request path.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub proxy_port: u16,
+    pub host_from: HostFrom,
+    pub proxy_env_name: String,
+    pub transfer_from_dfdaemon: bool,
+    pub socket: Option<SocketMount>,
+    pub tools_mount_path: String,
+    pub pull_policy: &'static str,
+    pub resources: Value,
+    pub image_pull_secrets: Vec<String>,
+    pub excluded_namespaces: BTreeSet<String>,
+}
+
+impl Settings {
+    /// `own_namespace` (the injector's) is always excluded: injecting the injector's own pods
+    /// would make their start depend on the webhook they provide.
+    pub fn new(config: &Config, own_namespace: Option<&str>) -> Result<Self, String> {
+        let socket = config.socket.enabled.then(|| SocketMount::for_socket(config.socket.path.as_str()));
+        let tools_mount_path = config.tools.mount_path.as_str().to_owned();
+        if let Some(socket) = &socket {
+            let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{}/", b.trim_end_matches('/')));
+            if nested(&tools_mount_path, &socket.host_path) || nested(&socket.host_path, &tools_mount_path) {
+                return Err(format!(
+                    "tools.mountPath {tools_mount_path} overlaps the socket mount {}; choose another directory",
+                    socket.host_path
+                ));
+            }
+        }
+        let quantities = |map: &std::collections::BTreeMap<_, crate::config::Quantity>| -> Value {
+            map.iter().map(|(name, q)| (crate::config::ResourceName::as_str(name).to_owned(), json!(q.as_str()))).collect()
+        };
+        let mut resources = serde_json::Map::new();
+        if !config.tools.resources.requests.is_empty() {
+            resources.insert("requests".into(), quantities(&config.tools.resources.requests));
+        }
+        if !config.tools.resources.limits.is_empty() {
+            resources.insert("limits".into(), quantities(&config.tools.resources.limits));
+        }
+        let mut excluded_namespaces: BTreeSet<String> =
+            config.exclude_namespaces.0.iter().map(|ns| ns.as_str().to_owned()).collect();
+        excluded_namespaces.extend(own_namespace.map(str::to_owned));
+        Ok(Settings {
+            proxy_port: config.proxy.port.0,
+            host_from: config.proxy.host_from,
+            proxy_env_name: config.proxy.env_name.as_str().to_owned(),
+            transfer_from_dfdaemon: config.transfer_from_dfdaemon.0,
+            socket,
+            tools_mount_path,
+            pull_policy: config.tools.pull_policy.as_str(),
+            resources: Value::Object(resources),
+            image_pull_secrets: config.tools.image_pull_secrets.iter().map(|s| s.as_str().to_owned()).collect(),
+            excluded_namespaces,
+        })
+    }
+
+    fn host_env(&self) -> (&'static str, Value) {
+        let (name, field_path) = match self.host_from {
+            HostFrom::NodeName => ("NODE_NAME", "spec.nodeName"),
+            HostFrom::HostIp => ("HOST_IP", "status.hostIP"),
+        };
+        (name, json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}))
+    }
+}
+
+/// Where the pod comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct PodContext<'a> {
+    /// The request's namespace: pods created by controllers have no `metadata.namespace` yet.
+    pub namespace: &'a str,
+    pub namespace_labels: NamespaceLabels<'a>,
+    /// The tools image reference to inject unless the pod overrides it.
+    pub tools_image: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Skipped(SkipReason),
+    /// `ops` is empty when everything was already in place.
+    Injected { ops: Vec<PatchOp>, patched: Value, status: Status },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// For the user (AdmissionResponse warnings), without the injector's prefix.
+    pub warnings: Vec<String>,
+}
+
+impl Decision {
+    fn skipped(reason: SkipReason, warnings: Vec<String>) -> Self {
+        Decision { outcome: Outcome::Skipped(reason), warnings }
+    }
+}
+
+/// Decides about one pod and computes the patch against its raw JSON.
+pub fn evaluate(pod: Value, context: &PodContext<'_>, settings: &Settings) -> Decision {
+    let mut warnings = Vec::new();
+    if let Err(reason) =
+        policy::decide(&pod, context.namespace, context.namespace_labels, &settings.excluded_namespaces, &mut warnings)
+    {
+        return Decision::skipped(reason, warnings);
+    }
+    if let Err(why) = shape::check_pod_shape(&pod) {
+        warnings.push(format!("the pod could not be read ({why}); not injected"));
+        return Decision::skipped(SkipReason::InvalidPod, warnings);
+    }
+    match build_patch(pod, context, settings, &mut warnings) {
+        Ok((ops, patched, status)) => Decision { outcome: Outcome::Injected { ops, patched, status }, warnings },
+        Err(error) => {
+            warnings.push(format!("not injected: {error}"));
+            Decision::skipped(SkipReason::InvalidPod, warnings)
+        }
+    }
+}
+
+fn names_at<'a>(pod: &'a Value, pointers: &[&str]) -> Vec<&'a str> {
+    pointers
+        .iter()
+        .filter_map(|pointer| pod.pointer(pointer).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|item| item.get("name").and_then(Value::as_str))
+        .collect()
+}
+
+fn build_patch(
+    pod: Value,
+    context: &PodContext<'_>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<PatchOp>, Value, Status), PatchError> {
+    let container_names = names_at(&pod, &["/spec/containers"]);
+    let overrides = overrides::read_overrides(&pod, &container_names, settings.proxy_port, warnings);
+    let recorded = Status::parse(policy::annotation(&pod, keys::STATUS));
+    let recorded = recorded.as_ref();
+
+    let socket = match &settings.socket {
+        Some(_) if overrides.skip_socket => None,
+        Some(_) if context.namespace_labels.forbids_host_path() => {
+            warnings.push(format!(
+                "namespace {} enforces Pod Security {:?}, which forbids hostPath volumes; the dfdaemon socket is not mounted",
+                context.namespace,
+                context.namespace_labels.get(keys::POD_SECURITY_ENFORCE).unwrap_or_default()
+            ));
+            None
+        }
+        other => other.as_ref(),
+    };
+    if socket.is_some_and(|s| s.file_only) {
+        warnings.push(format!(
+            "the dfdaemon socket is mounted as a file ({}), because its directory is shared; after a dfdaemon restart, restart this pod",
+            settings.socket.as_ref().map(|s| s.host_path.as_str()).unwrap_or_default()
+        ));
+    }
+
+    let volume_names = names_at(&pod, &["/spec/volumes"]);
+    let all_container_names = names_at(&pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
+    let (tools_volume, tools_volume_present) =
+        status::choose_name(&volume_names, recorded.and_then(|s| s.tools_volume.as_deref()), TOOLS_VOLUME);
+    let (socket_volume, socket_volume_present) =
+        status::choose_name(&volume_names, recorded.and_then(|s| s.socket_volume.as_deref()), SOCKET_VOLUME);
+    let (init_name, init_present) =
+        status::choose_name(&all_container_names, recorded.and_then(|s| s.init_container.as_deref()), INIT_CONTAINER);
+    let target_names: Vec<String> = overrides.targets.iter().map(|&i| container_names[i].to_owned()).collect();
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        containers: target_names,
+        init_container: Some(init_name.clone()),
+        tools_volume: Some(tools_volume.clone()),
+        socket_volume: socket.map(|_| socket_volume.clone()),
+    };
+    let existing_status = policy::annotation(&pod, keys::STATUS).cloned();
+
+    let mut builder = PatchBuilder::new(pod);
+    if !tools_volume_present {
+        builder.push("/spec/volumes", json!({"name": tools_volume, "emptyDir": {}}))?;
+    }
+    if let Some(socket) = socket {
+        if !socket_volume_present {
+            let host_path = json!({"path": socket.host_path, "type": socket.host_path_type});
+            builder.push("/spec/volumes", json!({"name": socket_volume, "hostPath": host_path}))?;
+        }
+    }
+    if !init_present {
+        let image = overrides.tools_image.as_deref().unwrap_or(context.tools_image);
+        builder.insert("/spec/initContainers", 0, init_container(&init_name, image, &tools_volume, settings))?;
+    }
+    let pull_secrets: Vec<String> = builder
+        .array("/spec/imagePullSecrets")
+        .iter()
+        .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    for secret in settings.image_pull_secrets.iter().filter(|s| !pull_secrets.contains(s)) {
+        builder.push("/spec/imagePullSecrets", json!({"name": secret}))?;
+    }
+
+    let (host_env_name, host_env) = settings.host_env();
+    let plan = ContainerPlan {
+        proxy_env: json!({
+            "name": settings.proxy_env_name,
+            "value": format!("http://$({host_env_name}):{}", overrides.proxy_port),
+        }),
+        host_env,
+        transfer_env: settings
+            .transfer_from_dfdaemon
+            .then(|| json!({"name": "DFGET_TRANSFER_FROM_DFDAEMON", "value": "true"})),
+        socket: socket.map(|s| MountPlan { volume: socket_volume.clone(), mount_path: s.host_path.clone() }),
+        tools: Some(MountPlan { volume: tools_volume.clone(), mount_path: settings.tools_mount_path.clone() }),
+    };
+    for &index in &overrides.targets {
+        inject_container(&mut builder, index, &plan, warnings)?;
+    }
+
+    // A second pass over an injected pod must yield an empty patch: rewrite the record only
+    // when it changed (a container added by a later webhook, say), and keep the union.
+    let mut status = status;
+    if let Some(recorded) = recorded {
+        let mut containers = recorded.containers.clone();
+        containers.extend(status.containers.iter().filter(|c| !recorded.containers.contains(c)).cloned());
+        status.containers = containers;
+    }
+    let annotation = Value::String(status.to_annotation());
+    if existing_status.as_ref() != Some(&annotation) {
+        builder.ensure_object("/metadata")?;
+        builder.ensure_object("/metadata/annotations")?;
+        builder.add(format!("/metadata/annotations/{}", escape_token(keys::STATUS)), annotation)?;
+    }
+    let (ops, patched) = builder.finish();
+    Ok((ops, patched, status))
+}
+
+fn init_container(name: &str, image: &str, volume: &str, settings: &Settings) -> Value {
+    let mut container = json!({
+        "name": name,
+        "image": image,
+        "imagePullPolicy": settings.pull_policy,
+        "args": ["--to", settings.tools_mount_path],
+        "volumeMounts": [{"name": volume, "mountPath": settings.tools_mount_path}],
+        // Pod Security `restricted`, so the injected container never makes a pod non-compliant.
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    });
+    if settings.resources.as_object().is_some_and(|r| !r.is_empty()) {
+        container["resources"] = settings.resources.clone();
+    }
+    container
+}
+
+#[cfg(test)]
+mod tests;

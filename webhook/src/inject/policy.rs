@@ -1,0 +1,199 @@
+//! Whether a pod is injected at all: exclusions first, then the pod's own opt-in or opt-out,
+//! then its namespace's label.
+
+use super::keys;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a pod was left alone. The label is a metrics label: keep the set small and fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    NotPod,
+    Subresource,
+    Operation,
+    ExcludedNamespace,
+    MirrorPod,
+    Windows,
+    OptedOut,
+    NotOptedIn,
+    InvalidPod,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::NotPod,
+        SkipReason::Subresource,
+        SkipReason::Operation,
+        SkipReason::ExcludedNamespace,
+        SkipReason::MirrorPod,
+        SkipReason::Windows,
+        SkipReason::OptedOut,
+        SkipReason::NotOptedIn,
+        SkipReason::InvalidPod,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotPod => "not_pod",
+            SkipReason::Subresource => "subresource",
+            SkipReason::Operation => "operation",
+            SkipReason::ExcludedNamespace => "excluded_namespace",
+            SkipReason::MirrorPod => "mirror_pod",
+            SkipReason::Windows => "windows",
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::NotOptedIn => "not_opted_in",
+            SkipReason::InvalidPod => "invalid_pod",
+        }
+    }
+}
+
+/// What is known about the pod's namespace. Without cluster access the labels are unknown:
+/// namespace opt-in and the Pod Security check are then off.
+#[derive(Debug, Clone, Copy)]
+pub enum NamespaceLabels<'a> {
+    Unknown,
+    Known(&'a BTreeMap<String, String>),
+}
+
+impl<'a> NamespaceLabels<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        match self {
+            NamespaceLabels::Unknown => None,
+            NamespaceLabels::Known(labels) => labels.get(key).map(String::as_str),
+        }
+    }
+
+    pub fn opted_in(&self) -> bool {
+        matches!(self.get(keys::INJECT), Some("enabled" | "true")) || self.get(keys::LEGACY_INJECT) == Some("true")
+    }
+
+    /// Pod Security `baseline` and `restricted` reject hostPath volumes. The check runs after
+    /// mutation, so injecting the socket there would make the pod (or its ReplicaSet) fail.
+    pub fn forbids_host_path(&self) -> bool {
+        matches!(self.get(keys::POD_SECURITY_ENFORCE), Some("baseline" | "restricted"))
+    }
+}
+
+pub fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a Value> {
+    pod.get("metadata")?.get("annotations")?.get(key)
+}
+
+/// Decides whether to inject. Warnings about unreadable opt-in values are pushed to `warnings`.
+pub fn decide(
+    pod: &Value,
+    namespace: &str,
+    labels: NamespaceLabels<'_>,
+    excluded: &BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), SkipReason> {
+    if excluded.contains(namespace) {
+        return Err(SkipReason::ExcludedNamespace);
+    }
+    if annotation(pod, keys::MIRROR_POD).is_some() {
+        return Err(SkipReason::MirrorPod);
+    }
+    let spec = pod.get("spec");
+    let node_os = spec.and_then(|s| s.get("nodeSelector")).and_then(|s| s.get(keys::NODE_OS));
+    let pod_os = spec.and_then(|s| s.get("os")).and_then(|os| os.get("name"));
+    if [node_os, pod_os].into_iter().flatten().any(|os| os == "windows") {
+        return Err(SkipReason::Windows);
+    }
+    // The current key wins over the Go injector's when both are set.
+    for key in [keys::INJECT, keys::LEGACY_INJECT] {
+        match annotation(pod, key) {
+            None => continue,
+            Some(Value::String(value)) if value == "true" => return Ok(()),
+            Some(Value::String(value)) if value == "false" => return Err(SkipReason::OptedOut),
+            Some(other) => {
+                warnings.push(format!("annotation {key}={other} is neither \"true\" nor \"false\"; ignored"));
+            }
+        }
+    }
+    if labels.opted_in() {
+        Ok(())
+    } else {
+        Err(SkipReason::NotOptedIn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_with(annotations: Value, spec: Value) -> Value {
+        json!({"metadata": {"annotations": annotations}, "spec": spec})
+    }
+
+    fn run(pod: &Value, namespace: &str, labels: &[(&str, &str)]) -> (Result<(), SkipReason>, Vec<String>) {
+        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let excluded = BTreeSet::from(["kube-system".to_owned()]);
+        let mut warnings = Vec::new();
+        let decision = decide(pod, namespace, NamespaceLabels::Known(&labels), &excluded, &mut warnings);
+        (decision, warnings)
+    }
+
+    #[test]
+    fn pod_annotation_opts_in_and_out() {
+        let yes = pod_with(json!({"dragonfly.io/inject-p2p": "true"}), json!({}));
+        assert_eq!(run(&yes, "default", &[]).0, Ok(()));
+        let no = pod_with(json!({"dragonfly.io/inject-p2p": "false"}), json!({}));
+        assert_eq!(run(&no, "default", &[("dragonfly.io/inject-p2p", "enabled")]).0, Err(SkipReason::OptedOut));
+        let plain = pod_with(json!({}), json!({}));
+        assert_eq!(run(&plain, "default", &[]).0, Err(SkipReason::NotOptedIn));
+    }
+
+    #[test]
+    fn namespace_label_opts_in() {
+        let plain = pod_with(json!(null), json!({}));
+        assert_eq!(run(&plain, "apps", &[("dragonfly.io/inject-p2p", "enabled")]).0, Ok(()));
+        assert_eq!(run(&plain, "apps", &[("dragonfly.io/inject-p2p", "true")]).0, Ok(()));
+        assert_eq!(run(&plain, "apps", &[("dragonfly.io/inject", "true")]).0, Ok(()));
+        assert_eq!(run(&plain, "apps", &[("dragonfly.io/inject-p2p", "disabled")]).0, Err(SkipReason::NotOptedIn));
+        let labels = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let unknown = decide(&plain, "apps", NamespaceLabels::Unknown, &BTreeSet::new(), &mut warnings);
+        assert_eq!(unknown, Err(SkipReason::NotOptedIn));
+        assert!(!NamespaceLabels::Known(&labels).opted_in());
+    }
+
+    #[test]
+    fn legacy_key_works_and_the_new_key_wins() {
+        let legacy = pod_with(json!({"dragonfly.io/inject": "true"}), json!({}));
+        assert_eq!(run(&legacy, "default", &[]).0, Ok(()));
+        let both = pod_with(json!({"dragonfly.io/inject": "true", "dragonfly.io/inject-p2p": "false"}), json!({}));
+        assert_eq!(run(&both, "default", &[]).0, Err(SkipReason::OptedOut));
+    }
+
+    #[test]
+    fn unreadable_opt_in_values_warn_and_fall_back_to_the_namespace() {
+        let odd = pod_with(json!({"dragonfly.io/inject-p2p": "yes"}), json!({}));
+        let (decision, warnings) = run(&odd, "default", &[]);
+        assert_eq!(decision, Err(SkipReason::NotOptedIn));
+        assert!(warnings[0].contains("dragonfly.io/inject-p2p=\"yes\""), "{warnings:?}");
+        let (decision, _) = run(&odd, "apps", &[("dragonfly.io/inject-p2p", "enabled")]);
+        assert_eq!(decision, Ok(()));
+    }
+
+    #[test]
+    fn exclusions_win_over_opt_in() {
+        let yes = json!({"dragonfly.io/inject-p2p": "true"});
+        assert_eq!(run(&pod_with(yes.clone(), json!({})), "kube-system", &[]).0, Err(SkipReason::ExcludedNamespace));
+        let mut mirror = yes.clone();
+        mirror["kubernetes.io/config.mirror"] = json!("abc");
+        assert_eq!(run(&pod_with(mirror, json!({})), "default", &[]).0, Err(SkipReason::MirrorPod));
+        let windows = pod_with(yes.clone(), json!({"nodeSelector": {"kubernetes.io/os": "windows"}}));
+        assert_eq!(run(&windows, "default", &[]).0, Err(SkipReason::Windows));
+        let windows_os = pod_with(yes, json!({"os": {"name": "windows"}}));
+        assert_eq!(run(&windows_os, "default", &[]).0, Err(SkipReason::Windows));
+    }
+
+    #[test]
+    fn pod_security_levels_that_forbid_host_path() {
+        for (level, forbids) in [("privileged", false), ("baseline", true), ("restricted", true)] {
+            let labels = BTreeMap::from([(keys::POD_SECURITY_ENFORCE.to_owned(), level.to_owned())]);
+            assert_eq!(NamespaceLabels::Known(&labels).forbids_host_path(), forbids, "{level}");
+        }
+        assert!(!NamespaceLabels::Unknown.forbids_host_path());
+    }
+}

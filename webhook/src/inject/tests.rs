@@ -1,0 +1,283 @@
+//! Scenario tests of the whole engine. Each one applies the returned patch to the original pod
+//! with an independent JSON Patch implementation, checks the result, and runs a second pass.
+
+use super::*;
+use crate::config::Config;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+const IMAGE: &str = "registry.local/tools:v1";
+
+fn settings_from(yaml: &str) -> Settings {
+    Settings::new(&Config::from_yaml(yaml).unwrap(), Some("dragonfly-system")).unwrap()
+}
+
+fn annotated(spec: Value) -> Value {
+    json!({"metadata": {"name": "web", "annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": spec})
+}
+
+struct Run {
+    ops: Vec<PatchOp>,
+    patched: Value,
+    status: Status,
+    warnings: Vec<String>,
+}
+
+fn run_with(pod: &Value, namespace: &str, labels: &[(&str, &str)], settings: &Settings) -> Decision {
+    let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let context = PodContext { namespace, namespace_labels: NamespaceLabels::Known(&labels), tools_image: IMAGE };
+    evaluate(pod.clone(), &context, settings)
+}
+
+/// Injects, checks the patch against an independent implementation, and checks idempotence.
+fn inject_in(pod: &Value, labels: &[(&str, &str)], settings: &Settings) -> Run {
+    let decision = run_with(pod, "apps", labels, settings);
+    let Outcome::Injected { ops, patched, status } = decision.outcome else {
+        panic!("expected injection, got {:?} {:?}", decision.outcome, decision.warnings);
+    };
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::to_value(&ops).unwrap()).unwrap();
+    let mut applied = pod.clone();
+    json_patch::patch(&mut applied, &patch).expect("the patch applies to the original");
+    assert_eq!(applied, patched, "the patch reproduces the engine's result");
+
+    let again = run_with(&patched, "apps", labels, settings);
+    match &again.outcome {
+        Outcome::Injected { ops, .. } => assert!(ops.is_empty(), "second pass must be empty: {ops:?}"),
+        other => panic!("second pass skipped: {other:?}"),
+    }
+    Run { ops, patched, status, warnings: decision.warnings }
+}
+
+fn inject(pod: &Value) -> Run {
+    inject_in(pod, &[], &settings_from(""))
+}
+
+fn env_names(container: &Value) -> Vec<&str> {
+    container["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn an_annotated_pod_gets_every_part() {
+    let run = inject(&annotated(json!({"containers": [{"name": "app", "image": "nginx"}]})));
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    let spec = &run.patched["spec"];
+    let app = &spec["containers"][0];
+    assert_eq!(env_names(app), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+    assert_eq!(app["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
+    assert_eq!(app["env"][2]["value"], "true");
+    assert_eq!(app["env"][3]["value"], format!("/dragonfly/bin:{DEFAULT_LINUX_PATH}"));
+    assert_eq!(
+        app["volumeMounts"],
+        json!([
+            {"name": "dragonfly-socket", "mountPath": "/var/run/dragonfly", "readOnly": true},
+            {"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true},
+        ])
+    );
+    assert_eq!(
+        spec["volumes"],
+        json!([
+            {"name": "dragonfly-tools", "emptyDir": {}},
+            {"name": "dragonfly-socket", "hostPath": {"path": "/var/run/dragonfly", "type": "DirectoryOrCreate"}},
+        ])
+    );
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["name"], "dragonfly-tools");
+    assert_eq!(init["image"], IMAGE);
+    assert_eq!(init["args"], json!(["--to", "/dragonfly/bin"]));
+    assert_eq!(init["volumeMounts"], json!([{"name": "dragonfly-tools", "mountPath": "/dragonfly/bin"}]));
+    let security = &init["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(init["resources"], json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}));
+    let status: Status = serde_json::from_str(run.patched["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap()).unwrap();
+    assert_eq!(status, run.status);
+    assert_eq!(status.containers, ["app"]);
+    assert_eq!(status.parts(), "proxy,socket,tools");
+    assert!(run.ops.iter().any(|op| matches!(op, PatchOp::Add { path, .. } if path == "/metadata/annotations/dragonfly.io~1injected")));
+}
+
+#[test]
+fn the_tools_init_container_goes_before_the_users() {
+    let run = inject(&annotated(json!({
+        "initContainers": [{"name": "migrate", "image": "app"}],
+        "containers": [{"name": "app"}],
+    })));
+    let names: Vec<&str> = run.patched["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dragonfly-tools", "migrate"]);
+}
+
+#[test]
+fn a_pod_without_annotations_or_namespace_is_injected_from_its_namespace_label() {
+    // As a ReplicaSet creates it: no metadata.namespace, no annotations at all.
+    let pod = json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "app"}]}});
+    let run = inject_in(&pod, &[("dragonfly.io/inject-p2p", "enabled")], &settings_from(""));
+    assert!(run.patched["metadata"]["annotations"]["dragonfly.io/injected"].is_string());
+    assert!(run.ops.iter().any(|op| matches!(op, PatchOp::Add { path, .. } if path == "/metadata/annotations")));
+}
+
+#[test]
+fn host_ip_mode_and_the_port_annotation_shape_the_proxy_url() {
+    let settings = settings_from("proxy: {hostFrom: hostIP, envName: P2P_PROXY}\n");
+    let mut pod = annotated(json!({"containers": [{"name": "app"}]}));
+    pod["metadata"]["annotations"]["dragonfly.io/proxy-port"] = json!("65001");
+    let run = inject_in(&pod, &[], &settings);
+    let app = &run.patched["spec"]["containers"][0];
+    assert_eq!(app["env"][0], json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}}));
+    assert_eq!(app["env"][1], json!({"name": "P2P_PROXY", "value": "http://$(HOST_IP):65001"}));
+}
+
+#[test]
+fn a_socket_in_a_shared_directory_is_mounted_as_a_file_with_a_warning() {
+    let run = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[], &settings_from("socket: {path: /var/run/dfdaemon.sock}\n"));
+    let socket = run.patched["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "dragonfly-socket").unwrap().clone();
+    assert_eq!(socket["hostPath"], json!({"path": "/var/run/dfdaemon.sock", "type": "Socket"}));
+    assert_eq!(run.patched["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/dfdaemon.sock");
+    assert!(run.warnings.iter().any(|w| w.contains("mounted as a file")), "{:?}", run.warnings);
+    for shared in ["/run/x.sock", "/tmp/x.sock", "/var/x.sock", "/x.sock"] {
+        assert!(SocketMount::for_socket(shared).file_only, "{shared}");
+    }
+    assert!(!SocketMount::for_socket("/run/dragonfly/x.sock").file_only);
+}
+
+#[test]
+fn the_socket_can_be_turned_off_by_config_or_per_pod() {
+    let pod = annotated(json!({"containers": [{"name": "app"}]}));
+    let by_config = inject_in(&pod, &[], &settings_from("socket: {enabled: false}\n"));
+    let mut skipping = pod.clone();
+    skipping["metadata"]["annotations"]["dragonfly.io/skip-socket"] = json!("true");
+    let by_annotation = inject(&skipping);
+    for run in [by_config, by_annotation] {
+        let text = run.patched.to_string();
+        assert!(!text.contains("hostPath"), "{text}");
+        assert!(!text.contains("/var/run/dragonfly"));
+        assert_eq!(run.status.socket_volume, None);
+        assert_eq!(run.status.parts(), "proxy,tools");
+    }
+}
+
+#[test]
+fn pod_security_baseline_or_restricted_drops_only_the_socket() {
+    for level in ["baseline", "restricted"] {
+        let pod = annotated(json!({"containers": [{"name": "app"}]}));
+        let run = inject_in(&pod, &[("pod-security.kubernetes.io/enforce", level)], &settings_from(""));
+        assert!(!run.patched.to_string().contains("hostPath"));
+        assert!(run.patched["spec"]["initContainers"][0].is_object(), "tools are still injected");
+        assert!(run.warnings.iter().any(|w| w.contains(level) && w.contains("hostPath")), "{:?}", run.warnings);
+    }
+    let privileged = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[("pod-security.kubernetes.io/enforce", "privileged")], &settings_from(""));
+    assert!(privileged.patched.to_string().contains("hostPath"));
+}
+
+#[test]
+fn user_objects_with_our_default_names_are_never_overwritten() {
+    let pod = annotated(json!({
+        "initContainers": [{"name": "dragonfly-tools", "image": "mine"}],
+        "containers": [{"name": "app"}],
+        "volumes": [{"name": "dragonfly-tools", "configMap": {"name": "c"}}, {"name": "dragonfly-socket", "emptyDir": {}}],
+    }));
+    let run = inject(&pod);
+    let spec = &run.patched["spec"];
+    assert_eq!(spec["volumes"][0], json!({"name": "dragonfly-tools", "configMap": {"name": "c"}}));
+    assert_eq!(spec["volumes"][2]["name"], "dragonfly-tools-2");
+    assert_eq!(spec["volumes"][3]["name"], "dragonfly-socket-2");
+    assert_eq!(spec["initContainers"][0]["name"], "dragonfly-tools-2");
+    assert_eq!(spec["initContainers"][1], json!({"name": "dragonfly-tools", "image": "mine"}));
+    assert_eq!(run.status.tools_volume.as_deref(), Some("dragonfly-tools-2"));
+}
+
+#[test]
+fn only_the_listed_containers_are_injected() {
+    let mut pod = annotated(json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}));
+    pod["metadata"]["annotations"]["dragonfly.io/inject-containers"] = json!("app");
+    let run = inject(&pod);
+    assert!(run.patched["spec"]["containers"][0]["env"].is_array());
+    assert_eq!(run.patched["spec"]["containers"][1], json!({"name": "istio-proxy"}));
+    assert_eq!(run.status.containers, ["app"]);
+}
+
+#[test]
+fn reinvocation_injects_a_container_added_later_and_doubles_nothing() {
+    let first = inject(&annotated(json!({"containers": [{"name": "app"}]})));
+    let mut pod = first.patched.clone();
+    pod["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "added-later"}));
+    let second = inject(&pod);
+    let spec = &second.patched["spec"];
+    assert_eq!(spec["initContainers"].as_array().unwrap().len(), 1);
+    assert_eq!(spec["volumes"].as_array().unwrap().len(), 2);
+    assert_eq!(env_names(&spec["containers"][1]), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+    assert_eq!(second.status.containers, ["app", "added-later"]);
+    assert!(second.ops.iter().all(|op| !matches!(op, PatchOp::Add { path, .. } if path.starts_with("/spec/containers/0"))));
+}
+
+#[test]
+fn fields_the_engine_does_not_model_survive_untouched() {
+    let pod = annotated(json!({
+        "initContainers": [{"name": "sidecar", "image": "envoy", "restartPolicy": "Always", "futureField": {"x": [1, 2.5, null]}}],
+        "containers": [{"name": "app", "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"}]}],
+        "someFieldFromKubernetes2": {"enabled": true},
+    }));
+    let run = inject(&pod);
+    assert_eq!(run.patched["spec"]["initContainers"][1], pod["spec"]["initContainers"][0]);
+    assert_eq!(run.patched["spec"]["someFieldFromKubernetes2"], json!({"enabled": true}));
+    assert_eq!(run.patched["spec"]["containers"][0]["resizePolicy"], pod["spec"]["containers"][0]["resizePolicy"]);
+    // Every operation is a targeted addition: nothing the user wrote is replaced wholesale.
+    for op in &run.ops {
+        let PatchOp::Add { path, .. } = op else { panic!("unexpected {op:?}") };
+        assert!(!["/spec", "/spec/containers", "/spec/initContainers", "/spec/containers/0"].contains(&path.as_str()), "{path}");
+    }
+}
+
+#[test]
+fn image_pull_secrets_are_added_once() {
+    let settings = settings_from("tools: {imagePullSecrets: [regcred, other]}\n");
+    let pod = annotated(json!({"containers": [{"name": "app"}], "imagePullSecrets": [{"name": "regcred"}]}));
+    let run = inject_in(&pod, &[], &settings);
+    assert_eq!(run.patched["spec"]["imagePullSecrets"], json!([{"name": "regcred"}, {"name": "other"}]));
+}
+
+#[test]
+fn the_tools_image_annotation_overrides_the_configured_image() {
+    let mut pod = annotated(json!({"containers": [{"name": "app"}]}));
+    pod["metadata"]["annotations"]["dragonfly.io/tools-image"] = json!("mirror.local/tools:v9");
+    assert_eq!(inject(&pod).patched["spec"]["initContainers"][0]["image"], "mirror.local/tools:v9");
+}
+
+#[test]
+fn optional_parts_follow_the_config() {
+    let settings = settings_from("transferFromDfdaemon: false\ntools: {resources: {requests: {}, limits: {}}, pullPolicy: Always}\n");
+    let run = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[], &settings);
+    assert!(!env_names(&run.patched["spec"]["containers"][0]).contains(&"DFGET_TRANSFER_FROM_DFDAEMON"));
+    let init = &run.patched["spec"]["initContainers"][0];
+    assert!(init.get("resources").is_none());
+    assert_eq!(init["imagePullPolicy"], "Always");
+}
+
+#[test]
+fn an_unreadable_pod_is_skipped_with_a_warning_and_no_patch() {
+    let pod = annotated(json!({"containers": [{"name": "app", "env": "PATH=/bin"}]}));
+    let decision = run_with(&pod, "apps", &[], &settings_from(""));
+    assert_eq!(decision.outcome, Outcome::Skipped(SkipReason::InvalidPod));
+    assert!(decision.warnings[0].contains("env is not a list"), "{:?}", decision.warnings);
+}
+
+#[test]
+fn excluded_namespaces_include_the_injectors_own() {
+    let pod = annotated(json!({"containers": [{"name": "app"}]}));
+    let settings = settings_from("excludeNamespaces: [batch]\n");
+    for namespace in ["batch", "dragonfly-system"] {
+        assert_eq!(run_with(&pod, namespace, &[], &settings).outcome, Outcome::Skipped(SkipReason::ExcludedNamespace));
+    }
+    assert!(matches!(run_with(&pod, "kube-system", &[], &settings).outcome, Outcome::Injected { .. }), "the list replaces the default");
+}
+
+#[test]
+fn overlapping_tools_and_socket_directories_are_a_config_error() {
+    for yaml in ["tools: {mountPath: /var/run/dragonfly}\n", "tools: {mountPath: /var/run/dragonfly/bin}\n", "tools: {mountPath: /var}\nsocket: {path: /var/lib/df/d.sock}\n"] {
+        let error = Settings::new(&Config::from_yaml(yaml).unwrap(), None).unwrap_err();
+        assert!(error.contains("overlaps"), "{yaml}: {error}");
+    }
+}
