@@ -5,5 +5,12 @@
 //! - [`server`]: the HTTPS webhook, the admin port, certificate reloading, shutdown.
 //! - [`manifests`]: the offline `inject` command for GitOps.
 
+pub mod admission;
+pub mod cli;
 pub mod config;
 pub mod inject;
+pub mod logging;
+pub mod manifests;
+pub mod metrics;
+pub mod namespaces;
+pub mod server;

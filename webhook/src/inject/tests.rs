@@ -26,7 +26,7 @@ struct Run {
 fn run_with(pod: &Value, namespace: &str, labels: &[(&str, &str)], settings: &Settings) -> Decision {
     let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let context = PodContext { namespace, namespace_labels: NamespaceLabels::Known(&labels), tools_image: IMAGE };
-    evaluate(pod.clone(), &context, settings)
+    evaluate(pod, &context, settings)
 }
 
 /// Injects, checks the patch against an independent implementation, and checks idempotence.

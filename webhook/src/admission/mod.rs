@@ -1,0 +1,263 @@
+//! One AdmissionReview in, one out. Pure: the namespace labels come from a lookup the caller
+//! provides (the watch cache in the server, command-line labels in `inject`).
+
+pub mod review;
+
+use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings, SkipReason, Status};
+use base64::Engine as _;
+use review::{ResponseOut, ReviewIn, ReviewOut};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Prefix of every warning returned to the API server (kubectl prints them to the user).
+pub const WARNING_PREFIX: &str = "dragonfly-injector: ";
+
+/// A request that is not a usable AdmissionReview: answered with HTTP 400 and this message.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("body is not an AdmissionReview ({0})")]
+    NotAdmissionReview(String),
+    #[error("unsupported AdmissionReview apiVersion {0:?}; this webhook speaks admission.k8s.io/v1")]
+    UnsupportedVersion(String),
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+}
+
+impl ReviewError {
+    /// Low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReviewError::NotJson(_) => "not_json",
+            ReviewError::NotAdmissionReview(_) => "not_admission_review",
+            ReviewError::UnsupportedVersion(_) => "unsupported_version",
+            ReviewError::MissingRequest => "missing_request",
+            ReviewError::MissingUid => "missing_uid",
+        }
+    }
+}
+
+/// What happened, for the log line and the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub uid: String,
+    pub namespace: String,
+    /// `metadata.name`, or `generateName` for pods from controllers.
+    pub pod: String,
+    pub decision: Decided,
+    pub warnings: Vec<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decided {
+    Injected(Status),
+    /// Opted in, but everything was already in place: empty patch.
+    Unchanged,
+    Skipped(SkipReason),
+}
+
+impl Decided {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decided::Injected(_) => "injected",
+            Decided::Unchanged => "unchanged",
+            Decided::Skipped(_) => "skipped",
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Decided::Skipped(reason) => reason.as_str(),
+            _ => "",
+        }
+    }
+}
+
+pub struct Reviewed {
+    pub body: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// Reviews one AdmissionReview body. `labels_of` answers a namespace's labels, or `None` when
+/// they are unknown (no cluster access).
+pub fn review(
+    body: &[u8],
+    settings: &Settings,
+    tools_image: &str,
+    labels_of: &dyn Fn(&str) -> Option<Arc<BTreeMap<String, String>>>,
+) -> Result<Reviewed, ReviewError> {
+    let review: ReviewIn = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    match review.kind.as_deref() {
+        Some(review::KIND) => {}
+        Some(other) => return Err(ReviewError::NotAdmissionReview(format!("kind {other:?}"))),
+        None => return Err(ReviewError::NotAdmissionReview("no kind".into())),
+    }
+    match review.api_version.as_deref() {
+        Some(review::API_VERSION) => {}
+        other => return Err(ReviewError::UnsupportedVersion(other.unwrap_or_default().to_owned())),
+    }
+    let request = review.request.ok_or(ReviewError::MissingRequest)?;
+    let uid = request.uid.filter(|uid| !uid.is_empty()).ok_or(ReviewError::MissingUid)?;
+
+    let object = request.object;
+    let metadata = object.as_ref().and_then(|o| o.get("metadata"));
+    let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_owned);
+    let pod = text("name").or_else(|| text("generateName")).unwrap_or_default();
+    // Pods created by controllers carry no metadata.namespace at admission time.
+    let namespace = request.namespace.filter(|ns| !ns.is_empty()).or_else(|| text("namespace")).unwrap_or_default();
+
+    let is_pod = request.kind.as_ref().is_some_and(|k| k.group.is_empty() && k.kind == "Pod");
+    let mut warnings = Vec::new();
+    let mut patch = None;
+    let decision = if !is_pod {
+        Decided::Skipped(SkipReason::NotPod)
+    } else if request.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        Decided::Skipped(SkipReason::Subresource)
+    } else if request.operation.as_deref() != Some("CREATE") {
+        Decided::Skipped(SkipReason::Operation)
+    } else if let Some(object) = object {
+        let labels = labels_of(&namespace);
+        let namespace_labels = labels.as_deref().map_or(NamespaceLabels::Unknown, NamespaceLabels::Known);
+        let context = PodContext { namespace: &namespace, namespace_labels, tools_image };
+        let decision = inject::evaluate(&object, &context, settings);
+        warnings = decision.warnings;
+        match decision.outcome {
+            Outcome::Skipped(reason) => Decided::Skipped(reason),
+            Outcome::Injected { ops, .. } if ops.is_empty() => Decided::Unchanged,
+            Outcome::Injected { ops, status, .. } => {
+                let json = serde_json::to_vec(&ops).expect("patch operations serialise");
+                patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+                Decided::Injected(status)
+            }
+        }
+    } else {
+        warnings.push("the request carries no pod object; not injected".to_owned());
+        Decided::Skipped(SkipReason::InvalidPod)
+    };
+
+    let response = ReviewOut {
+        api_version: review::API_VERSION,
+        kind: review::KIND,
+        response: ResponseOut {
+            uid: &uid,
+            allowed: true,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: warnings.iter().map(|w| format!("{WARNING_PREFIX}{w}")).collect(),
+        },
+    };
+    let body = serde_json::to_vec(&response).expect("response serialises");
+    let summary = Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false) };
+    Ok(Reviewed { body, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn settings() -> Settings {
+        Settings::new(&Config::default(), Some("dragonfly-system")).unwrap()
+    }
+
+    fn no_cluster(_: &str) -> Option<Arc<BTreeMap<String, String>>> {
+        None
+    }
+
+    fn review_json(request: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})).unwrap()
+    }
+
+    fn pod_request(pod: Value) -> Value {
+        json!({
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "apps", "operation": "CREATE", "object": pod,
+        })
+    }
+
+    #[test]
+    fn malformed_reviews_are_refused_with_a_reason() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"not json", "not_json"),
+            (br#"{"kind": "Pod", "apiVersion": "v1"}"#, "not_admission_review"),
+            (br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#, "unsupported_version"),
+            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#, "missing_request"),
+            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}"#, "missing_uid"),
+            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}"#, "not_json"),
+        ];
+        for (body, label) in cases {
+            let error = review(body, &settings(), "t:1", &no_cluster).err().expect("refused");
+            assert_eq!(error.label(), label, "{error}");
+            assert!(!error.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn non_pods_subresources_and_updates_are_allowed_without_a_patch() {
+        let pod = json!({"metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "a"}]}});
+        let mut deployment = pod_request(pod.clone());
+        deployment["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+        let mut binding = pod_request(pod.clone());
+        binding["subResource"] = json!("binding");
+        let mut update = pod_request(pod);
+        update["operation"] = json!("UPDATE");
+        for (request, reason) in [(deployment, "not_pod"), (binding, "subresource"), (update, "operation")] {
+            let reviewed = review(&review_json(request), &settings(), "t:1", &no_cluster).unwrap();
+            assert_eq!(reviewed.summary.decision.reason(), reason);
+            let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+            assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
+        }
+    }
+
+    #[test]
+    fn an_injected_pod_gets_a_base64_json_patch_and_the_request_namespace() {
+        let pod = json!({"metadata": {"generateName": "web-", "annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "a"}]}});
+        let reviewed = review(&review_json(pod_request(pod)), &settings(), "t:1", &no_cluster).unwrap();
+        let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+        assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(out["kind"], "AdmissionReview");
+        assert_eq!(out["response"]["uid"], "u-1");
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD.decode(out["response"]["patch"].as_str().unwrap()).unwrap();
+        let ops: Vec<Value> = serde_json::from_slice(&patch).unwrap();
+        assert!(!ops.is_empty());
+        assert_eq!(reviewed.summary.namespace, "apps");
+        assert_eq!(reviewed.summary.pod, "web-");
+        assert_eq!(reviewed.summary.decision.label(), "injected");
+    }
+
+    #[test]
+    fn namespace_labels_come_from_the_lookup_and_warnings_are_prefixed() {
+        let pod = json!({"metadata": {"name": "p", "annotations": {"dragonfly.io/proxy-port": "x"}}, "spec": {"containers": [{"name": "a"}]}});
+        let labels = Arc::new(BTreeMap::from([
+            ("dragonfly.io/inject-p2p".to_owned(), "enabled".to_owned()),
+            ("pod-security.kubernetes.io/enforce".to_owned(), "baseline".to_owned()),
+        ]));
+        let lookup = |namespace: &str| (namespace == "apps").then(|| labels.clone());
+        let reviewed = review(&review_json(pod_request(pod)), &settings(), "t:1", &lookup).unwrap();
+        let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+        let warnings: Vec<&str> = out["response"]["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().all(|w| w.starts_with(WARNING_PREFIX)));
+        assert!(warnings.iter().any(|w| w.contains("dragonfly.io/proxy-port")));
+        assert!(warnings.iter().any(|w| w.contains("baseline")));
+    }
+
+    #[test]
+    fn a_pod_request_without_an_object_is_allowed_with_a_warning() {
+        let mut request = pod_request(Value::Null);
+        request.as_object_mut().unwrap().remove("object");
+        let reviewed = review(&review_json(request), &settings(), "t:1", &no_cluster).unwrap();
+        assert_eq!(reviewed.summary.decision, Decided::Skipped(SkipReason::InvalidPod));
+        let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+        assert!(out["response"].get("patch").is_none());
+        assert_eq!(out["response"]["allowed"], true);
+    }
+}

@@ -1,0 +1,58 @@
+//! Namespace labels from a watch cache: metadata only, never an API call on the request path.
+//! The labels decide namespace-level opt-in and the Pod Security check.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct NamespaceCache {
+    store: Store<PartialObjectMeta<Namespace>>,
+    synced: Arc<AtomicBool>,
+}
+
+impl NamespaceCache {
+    /// Starts the watch in the background. The cache reports synced after the initial list.
+    pub fn start(client: Client) -> Self {
+        let (store, writer) = reflector::store();
+        // An Api over PartialObjectMeta makes metadata-only requests: labels without specs.
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "namespace watch error; retrying with backoff");
+                }
+            }
+        });
+        let synced = Arc::new(AtomicBool::new(false));
+        let cache = NamespaceCache { store: store.clone(), synced: synced.clone() };
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                synced.store(true, Ordering::SeqCst);
+                tracing::info!(namespaces = store.len(), "namespace cache synced");
+            }
+        });
+        cache
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    /// The namespace's labels; `None` when the namespace is not (yet) in the cache.
+    pub fn labels(&self, namespace: &str) -> Option<Arc<BTreeMap<String, String>>> {
+        let object = self.store.get(&ObjectRef::new(namespace))?;
+        Some(Arc::new(object.metadata.labels.clone().unwrap_or_default()))
+    }
+}

@@ -1,0 +1,35 @@
+//! The admin port, plain HTTP and outside the request trace: probes and metrics.
+
+use crate::server::state::WebhookState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+pub fn router(state: Arc<WebhookState>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
+    let missing = state.not_ready();
+    state.metrics.ready.set(i64::from(missing.is_empty()));
+    if missing.is_empty() {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", missing.join("; ")))
+    }
+}
+
+async fn metrics(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
+    state.metrics.ready.set(i64::from(state.not_ready().is_empty()));
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}

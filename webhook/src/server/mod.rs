@@ -1,0 +1,154 @@
+//! `dragonfly-injector serve`: start-up, the two listeners, and shutdown.
+
+pub mod admin;
+pub mod https;
+pub mod state;
+pub mod tls;
+pub mod webhook;
+
+use crate::cli::{ClusterArgs, ServeArgs};
+use crate::config::Config;
+use crate::inject::Settings;
+use crate::metrics::Metrics;
+use crate::namespaces::NamespaceCache;
+use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
+use state::{Readiness, WebhookState};
+use std::sync::Arc;
+use tls::{CertReloader, CertResolver};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
+    let config = Config::load(&config_path)?;
+    let own_namespace = cluster.namespace.clone().or_else(|| {
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok().map(|ns| ns.trim().to_owned()).filter(|ns| !ns.is_empty())
+    });
+    let settings = Settings::new(&config, own_namespace.as_deref())
+        .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", config_path.display()))?;
+    if settings.socket.as_ref().is_some_and(|s| s.file_only) {
+        tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
+    }
+
+    let namespaces = match kube_client(&cluster).await? {
+        Some(client) => Some(NamespaceCache::start(client)),
+        None => {
+            tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in and the Pod Security check are off");
+            None
+        }
+    };
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let metrics = Arc::new(Metrics::default());
+    let certificate = Arc::new(CertResolver::default());
+    let state = Arc::new(WebhookState {
+        settings,
+        tools_image: ArcSwapOption::from_pointee(config.tools.image.to_string()),
+        namespaces,
+        metrics: metrics.clone(),
+        certificate: certificate.clone(),
+        readiness: Readiness::default(),
+    });
+    let reloader = CertReloader {
+        cert_path: tls.tls_cert_file,
+        key_path: tls.tls_key_file,
+        resolver: certificate.clone(),
+        provider: provider.clone(),
+        metrics,
+        poll_interval: tls.tls_poll_interval,
+    };
+    let reload_task = tokio::spawn(reloader.run());
+    let tls_config = Arc::new(tls::server_config(certificate, provider).context("building the TLS configuration")?);
+
+    let webhook_listener =
+        TcpListener::bind(listen.listen).await.with_context(|| format!("cannot listen on {}", listen.listen))?;
+    let admin_listener =
+        TcpListener::bind(listen.admin_listen).await.with_context(|| format!("cannot listen on {}", listen.admin_listen))?;
+    tracing::info!(
+        listen = %webhook_listener.local_addr()?,
+        admin_listen = %admin_listener.local_addr()?,
+        tools_image = %config.tools.image,
+        version = env!("CARGO_PKG_VERSION"),
+        "serving"
+    );
+
+    let (stop_webhook, stop_webhook_rx) = watch::channel(false);
+    let (stop_admin, mut stop_admin_rx) = watch::channel(false);
+    let webhook_task = tokio::spawn(https::serve(
+        webhook_listener,
+        tls_config,
+        webhook::router(state.clone(), listen.max_body_bytes),
+        stop_webhook_rx,
+        shutdown.drain_timeout,
+    ));
+    let admin_router = admin::router(state.clone());
+    let admin_task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop_admin_rx.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(error) = axum::serve(admin_listener, admin_router).with_graceful_shutdown(stopped).await {
+            tracing::error!(%error, "admin server failed");
+        }
+    });
+
+    let mut signals = Signals::new()?;
+    signals.next().await;
+    tracing::info!(delay = ?shutdown.shutdown_delay, "shutdown requested: reporting unready, still serving");
+    state.readiness.start_shutdown();
+    let graceful = async {
+        tokio::time::sleep(shutdown.shutdown_delay).await;
+        let _ = stop_webhook.send(true);
+        let _ = webhook_task.await;
+        let _ = stop_admin.send(true);
+        let _ = admin_task.await;
+    };
+    tokio::select! {
+        () = graceful => {
+            reload_task.abort();
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+        () = signals.next() => anyhow::bail!("second signal: aborting without draining"),
+    }
+}
+
+/// SIGTERM (the kubelet) or SIGINT (a terminal).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
+async fn kube_client(args: &ClusterArgs) -> anyhow::Result<Option<kube::Client>> {
+    let config = if let Some(path) = &args.kubeconfig {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        kube::Config::incluster().context("running in a cluster, but its service account is not usable")?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(kube::Client::try_from(config).context("building the Kubernetes client")?))
+}

@@ -1,0 +1,165 @@
+//! The serving certificate: loaded from PEM files, swapped without a restart when they change.
+//!
+//! Kubernetes updates a mounted Secret by writing a new timestamped directory and swapping the
+//! `..data` symlink, so the certificate's directory is watched (never the file, whose inode
+//! the watch would pin). A slow poll backs the watch up on filesystems without inotify. A pair
+//! that fails to load (a half-written swap, a key that does not match) is logged and the
+//! previous pair keeps serving.
+
+use crate::metrics::{Metrics, ResultLabels};
+use arc_swap::ArcSwapOption;
+use notify::Watcher as _;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {path}: {reason}")]
+    Certificate { path: PathBuf, reason: String },
+    #[error("cannot read private key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("certificate {cert} and key {key} do not form a usable pair: {source}")]
+    Pair { cert: PathBuf, key: PathBuf, source: rustls::Error },
+}
+
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    /// notAfter of the leaf certificate, as a Unix time.
+    pub not_after: i64,
+    /// The PEM bytes, to tell whether the files changed.
+    fingerprint: (Vec<u8>, Vec<u8>),
+}
+
+pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
+    let cert_error = |reason: String| TlsError::Certificate { path: cert_path.to_owned(), reason };
+    let cert_pem = std::fs::read(cert_path).map_err(|e| cert_error(e.to_string()))?;
+    let key_pem = std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_error(format!("not PEM: {e}")))?;
+    let leaf = chain.first().ok_or_else(|| cert_error("no CERTIFICATE block".into()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| cert_error(format!("not X.509: {e}")))?;
+    let not_after = parsed.validity().not_after.timestamp();
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: format!("no private key in PEM: {e}") })?;
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|source| TlsError::Pair { cert: cert_path.to_owned(), key: key_path.to_owned(), source })?;
+    Ok(LoadedCert { key: Arc::new(certified), not_after, fingerprint: (cert_pem, key_pem) })
+}
+
+/// Hands rustls whatever pair is current; `None` (no certificate yet) fails the handshake.
+#[derive(Debug, Default)]
+pub struct CertResolver {
+    current: ArcSwapOption<CertifiedKey>,
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.load_full()
+    }
+}
+
+impl CertResolver {
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+}
+
+pub fn server_config(resolver: Arc<CertResolver>, provider: Arc<CryptoProvider>) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Keeps the resolver's pair in step with the files.
+pub struct CertReloader {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub resolver: Arc<CertResolver>,
+    pub provider: Arc<CryptoProvider>,
+    pub metrics: Arc<Metrics>,
+    /// Backstop for filesystems where the directory watch sees nothing.
+    pub poll_interval: Duration,
+}
+
+impl CertReloader {
+    /// Loads the pair if it changed. Returns whether a new pair is now being served.
+    fn reload(&self, last: &mut Option<(Vec<u8>, Vec<u8>)>) -> bool {
+        match load_pair(&self.cert_path, &self.key_path, &self.provider) {
+            Ok(loaded) if last.as_ref() == Some(&loaded.fingerprint) => false,
+            Ok(loaded) => {
+                let first = last.is_none();
+                self.resolver.current.store(Some(loaded.key));
+                self.metrics.certificate_expiry.set(loaded.not_after);
+                self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+                *last = Some(loaded.fingerprint);
+                tracing::info!(cert = %self.cert_path.display(), not_after = loaded.not_after, first, "serving certificate loaded");
+                true
+            }
+            Err(error) => {
+                self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+                if self.resolver.is_loaded() {
+                    tracing::warn!(%error, "certificate change not applied; the previous certificate keeps serving");
+                } else {
+                    tracing::error!(%error, "no serving certificate yet; not ready until one loads");
+                }
+                false
+            }
+        }
+    }
+
+    /// Loads the pair now, then follows changes until the task is dropped.
+    pub async fn run(self) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut last = None;
+        self.reload(&mut last);
+        // Watch both files' directories; keep the watcher alive for as long as this task runs.
+        let _watcher = {
+            let dirs: std::collections::BTreeSet<PathBuf> = [&self.cert_path, &self.key_path]
+                .iter()
+                .map(|p| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned())
+                .collect();
+            let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                let _ = tx.send(());
+            });
+            match watcher {
+                Ok(mut watcher) => {
+                    for dir in &dirs {
+                        if let Err(error) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                            tracing::warn!(dir = %dir.display(), %error, "cannot watch the certificate directory; polling only");
+                        }
+                    }
+                    Some(watcher)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no filesystem watcher; polling the certificate only");
+                    None
+                }
+            }
+        };
+        let mut poll = tokio::time::interval(self.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                Some(()) = rx.recv() => {
+                    // A swap is several events (new dir, symlink, rename): let it settle, then
+                    // load once.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = poll.tick() => {}
+            }
+            self.reload(&mut last);
+        }
+    }
+}

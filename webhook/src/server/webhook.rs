@@ -1,0 +1,82 @@
+//! The webhook's HTTPS router: `POST /mutate`.
+
+use crate::admission::{self, Decided};
+use crate::server::state::WebhookState;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::field::Empty;
+
+/// Bodies above axum's 2 MB default exist: an UPDATE review carries the object twice, and
+/// etcd allows 1.5 MiB objects.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn router(state: Arc<WebhookState>, max_body_bytes: usize) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/mutate", post(mutate))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(move |panic: Box<dyn std::any::Any + Send>| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %message, "handler panicked; answered 500");
+            metrics.count_request("error", "panic");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, pod = Empty, decision = Empty);
+    let _entered = span.enter();
+    let image = state.tools_image.load();
+    let Some(image) = image.as_deref() else {
+        // Readiness is false in this state; a request that still arrives is not guessed at.
+        state.metrics.count_request("error", "no_tools_image");
+        return (StatusCode::SERVICE_UNAVAILABLE, "no usable tools image reference yet\n").into_response();
+    };
+    let lookup = |namespace: &str| state.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
+    let result = admission::review(&body, &state.settings, image, &lookup);
+    let elapsed = started.elapsed();
+    state.metrics.duration.observe(elapsed.as_secs_f64());
+    match result {
+        Ok(reviewed) => {
+            let summary = &reviewed.summary;
+            span.record("uid", summary.uid.as_str());
+            span.record("namespace", summary.namespace.as_str());
+            span.record("pod", summary.pod.as_str());
+            span.record("decision", summary.decision.label());
+            state.metrics.count_request(summary.decision.label(), summary.decision.reason());
+            state.metrics.warnings.inc_by(summary.warnings.len() as u64);
+            let (parts, containers) = match &summary.decision {
+                Decided::Injected(status) => (status.parts(), status.containers.join(",")),
+                _ => (String::new(), String::new()),
+            };
+            tracing::info!(
+                reason = summary.decision.reason(),
+                injected = parts,
+                containers,
+                warnings = ?summary.warnings,
+                dry_run = summary.dry_run,
+                duration_us = elapsed.as_micros() as u64,
+                "admission reviewed"
+            );
+            ([(header::CONTENT_TYPE, "application/json")], reviewed.body).into_response()
+        }
+        Err(error) => {
+            state.metrics.count_request("error", error.label());
+            tracing::warn!(%error, duration_us = elapsed.as_micros() as u64, "bad admission request");
+            (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
+        }
+    }
+}
