@@ -6,7 +6,7 @@ pub mod state;
 pub mod tls;
 pub mod webhook;
 
-use crate::cli::{ClusterArgs, ServeArgs};
+use crate::cli::{ClusterArgs, ServeArgs, ShutdownArgs};
 use crate::config::Config;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
@@ -14,14 +14,29 @@ use crate::namespaces::NamespaceCache;
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use state::{Readiness, WebhookState};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tls::{CertReloader, CertResolver};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// A started server: both listeners bound, the certificate reloader running.
+pub struct Running {
+    pub webhook_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<WebhookState>,
+    shutdown: ShutdownArgs,
+    stop_webhook: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    webhook_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    reload_task: JoinHandle<()>,
+}
+
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
     let config = Config::load(&config_path)?;
     let own_namespace = cluster.namespace.clone().or_else(|| {
@@ -52,29 +67,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         certificate: certificate.clone(),
         readiness: Readiness::default(),
     });
-    let reloader = CertReloader {
-        cert_path: tls.tls_cert_file,
-        key_path: tls.tls_key_file,
-        resolver: certificate.clone(),
-        provider: provider.clone(),
-        metrics,
-        poll_interval: tls.tls_poll_interval,
-    };
-    let reload_task = tokio::spawn(reloader.run());
-    let tls_config = Arc::new(tls::server_config(certificate, provider).context("building the TLS configuration")?);
-
+    let tls_config = Arc::new(tls::server_config(certificate.clone(), provider.clone()).context("building the TLS configuration")?);
     let webhook_listener =
         TcpListener::bind(listen.listen).await.with_context(|| format!("cannot listen on {}", listen.listen))?;
     let admin_listener =
         TcpListener::bind(listen.admin_listen).await.with_context(|| format!("cannot listen on {}", listen.admin_listen))?;
-    tracing::info!(
-        listen = %webhook_listener.local_addr()?,
-        admin_listen = %admin_listener.local_addr()?,
-        tools_image = %config.tools.image,
-        version = env!("CARGO_PKG_VERSION"),
-        "serving"
-    );
+    let (webhook_addr, admin_addr) = (webhook_listener.local_addr()?, admin_listener.local_addr()?);
 
+    let reloader = CertReloader {
+        cert_path: tls.tls_cert_file,
+        key_path: tls.tls_key_file,
+        resolver: certificate,
+        provider,
+        metrics,
+        poll_interval: tls.tls_poll_interval,
+    };
+    let reload_task = tokio::spawn(reloader.run());
     let (stop_webhook, stop_webhook_rx) = watch::channel(false);
     let (stop_admin, mut stop_admin_rx) = watch::channel(false);
     let webhook_task = tokio::spawn(https::serve(
@@ -93,24 +101,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::error!(%error, "admin server failed");
         }
     });
+    tracing::info!(
+        listen = %webhook_addr,
+        admin_listen = %admin_addr,
+        tools_image = %config.tools.image,
+        version = env!("CARGO_PKG_VERSION"),
+        "serving"
+    );
+    Ok(Running { webhook_addr, admin_addr, state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task })
+}
 
-    let mut signals = Signals::new()?;
-    signals.next().await;
-    tracing::info!(delay = ?shutdown.shutdown_delay, "shutdown requested: reporting unready, still serving");
-    state.readiness.start_shutdown();
-    let graceful = async {
+impl Running {
+    /// Unready first; after the shutdown delay stop accepting and drain the webhook's
+    /// connections; the admin port (probes) goes last.
+    pub async fn shutdown(self) {
+        let Running { state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, .. } = self;
+        state.readiness.start_shutdown();
+        tracing::info!(delay = ?shutdown.shutdown_delay, "shutting down: reporting unready, still serving");
         tokio::time::sleep(shutdown.shutdown_delay).await;
         let _ = stop_webhook.send(true);
         let _ = webhook_task.await;
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
-    };
+        reload_task.abort();
+        tracing::info!("shut down cleanly");
+    }
+}
+
+/// `serve`: runs until SIGTERM or SIGINT, then shuts down gracefully; a second signal aborts.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let running = start(args).await?;
+    signals.next().await;
     tokio::select! {
-        () = graceful => {
-            reload_task.abort();
-            tracing::info!("shut down cleanly");
-            Ok(())
-        }
+        () = running.shutdown() => Ok(()),
         () = signals.next() => anyhow::bail!("second signal: aborting without draining"),
     }
 }

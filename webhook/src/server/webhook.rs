@@ -10,7 +10,8 @@ use axum::routing::post;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
-use tower_http::catch_panic::CatchPanicLayer;
+use crate::metrics::Metrics;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tracing::field::Empty;
 
 /// Bodies above axum's 2 MB default exist: an UPDATE review carries the object twice, and
@@ -18,21 +19,33 @@ use tracing::field::Empty;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn router(state: Arc<WebhookState>, max_body_bytes: usize) -> Router {
-    let metrics = state.metrics.clone();
+    let panics = PanicResponder { metrics: state.metrics.clone() };
     Router::new()
         .route("/mutate", post(mutate))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(CatchPanicLayer::custom(move |panic: Box<dyn std::any::Any + Send>| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(panic = %message, "handler panicked; answered 500");
-            metrics.count_request("error", "panic");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(panics))
         .with_state(state)
+}
+
+/// Turns a panic in a handler into a 500, a log line and a metric; the server keeps serving.
+#[derive(Clone)]
+pub struct PanicResponder {
+    pub metrics: Arc<Metrics>,
+}
+
+impl ResponseForPanic for PanicResponder {
+    type ResponseBody = axum::body::Body;
+
+    fn response_for_panic(&mut self, panic: Box<dyn std::any::Any + Send + 'static>) -> http::Response<Self::ResponseBody> {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %message, "handler panicked; answered 500");
+        self.metrics.count_request("error", "panic");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
 }
 
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {

@@ -1,0 +1,207 @@
+//! Shared by the integration tests: a real PKI, kubelet-style certificate directories, a TLS
+//! client, and AdmissionReview fixtures.
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt().with_env_filter("info,notify=warn").with_test_writer().try_init();
+}
+
+/// A CA and the leaf certificates it signs for `localhost` and 127.0.0.1.
+pub struct Pki {
+    ca_params: CertificateParams,
+    ca_key: KeyPair,
+    pub ca_pem: String,
+}
+
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, name);
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        Pki { ca_params, ca_key, ca_pem }
+    }
+
+    pub fn leaf(&self, common_name: &str) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+}
+
+/// A certificate directory laid out the way the kubelet writes a mounted Secret: the files are
+/// symlinks through `..data`, which is swapped atomically to a new timestamped directory.
+pub struct KubeletDir {
+    pub dir: PathBuf,
+    generation: u32,
+}
+
+impl KubeletDir {
+    pub fn new(dir: &Path, leaf: &Leaf) -> Self {
+        let mut this = KubeletDir { dir: dir.to_owned(), generation: 0 };
+        this.swap(leaf);
+        for name in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+        this
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("tls.crt")
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.join("tls.key")
+    }
+
+    pub fn swap(&mut self, leaf: &Leaf) {
+        self.generation += 1;
+        let data = format!("..2026_11_23_{:04}", self.generation);
+        std::fs::create_dir(self.dir.join(&data)).unwrap();
+        std::fs::write(self.dir.join(&data).join("tls.crt"), &leaf.cert_pem).unwrap();
+        std::fs::write(self.dir.join(&data).join("tls.key"), &leaf.key_pem).unwrap();
+        let temporary = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&data, &temporary).unwrap();
+        std::fs::rename(&temporary, self.dir.join("..data")).unwrap();
+    }
+}
+
+pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    // A resumed session reports the certificate of the handshake it resumes; every connection
+    // here must show what the server presents now.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// A keep-alive HTTP/1.1 connection over TLS, as the API server opens them.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    pub server_cert: CertificateDer<'static>,
+}
+
+impl Connection {
+    pub async fn open(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> std::io::Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+        let server_cert = stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        Ok(Connection { sender, server_cert })
+    }
+
+    pub async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<Reply, hyper::Error> {
+        self.sender.ready().await?;
+        let request = hyper::Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes().to_vec();
+        Ok(Reply { status, body })
+    }
+}
+
+/// Plain HTTP GET for the admin port.
+pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
+    let response = sender.send_request(request).await.map_err(std::io::Error::other)?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes().to_vec();
+    Ok(Reply { status, body })
+}
+
+/// Polls `check` every 20 ms until it returns true, for at most `seconds`.
+pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+pub fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Wraps a pod into a CREATE AdmissionReview.
+pub fn review_for(pod: &Value, namespace: &str, uid: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        }
+    })
+}
+
+/// Checks a response and returns the pod with its patch applied (the original when no patch).
+pub fn apply_response(original: &Value, response: &Value, uid: &str) -> Value {
+    assert_eq!(response["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(response["kind"], "AdmissionReview");
+    assert_eq!(response["response"]["uid"], uid);
+    assert_eq!(response["response"]["allowed"], true);
+    let mut pod = original.clone();
+    if let Some(patch) = response["response"]["patch"].as_str() {
+        assert_eq!(response["response"]["patchType"], "JSONPatch");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+        json_patch::patch(&mut pod, &patch).expect("the returned patch applies to the request's pod");
+    }
+    pod
+}
