@@ -3,11 +3,12 @@
 //! kinds, and writes every document back in order. Output is produced whole before anything is
 //! written, so a bad document leaves standard output empty.
 
+pub mod yaml;
+
 use crate::cli::InjectArgs;
 use crate::config::Config;
 use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings};
 use anyhow::Context as _;
-use serde::Deserialize as _;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -87,16 +88,7 @@ pub fn parse_documents(input: &str) -> anyhow::Result<(Format, Vec<Value>)> {
             }
             documents
         }
-        Format::Yaml => {
-            let mut documents = Vec::new();
-            for (index, document) in serde_yaml_ng::Deserializer::from_str(input).enumerate() {
-                let value = Value::deserialize(document).with_context(|| format!("document {} is not valid YAML", index + 1))?;
-                if !value.is_null() {
-                    documents.push(value);
-                }
-            }
-            documents
-        }
+        Format::Yaml => yaml::parse_documents(input).context("not valid YAML")?,
     };
     Ok((format, documents))
 }
@@ -113,7 +105,7 @@ pub fn render_documents(format: Format, documents: &[Value]) -> anyhow::Result<S
                 if index > 0 {
                     output.push_str("---\n");
                 }
-                output.push_str(&serde_yaml_ng::to_string(document)?);
+                output.push_str(&yaml::to_yaml(document));
             }
         }
     }
