@@ -1,0 +1,121 @@
+//! The offline `dragonfly-injector inject` command, run as a process.
+
+use dragonfly_injector::manifests::yaml::parse_documents;
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn inject(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
+        .arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pod.yaml")).unwrap()
+}
+
+fn injected(template: &Value) -> bool {
+    template["metadata"]["annotations"]["dragonfly.io/injected"].is_string()
+        && template["spec"]["initContainers"][0]["name"] == "dragonfly-tools"
+}
+
+#[test]
+fn the_example_is_injected_in_order_and_other_kinds_pass_through() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
+        .args(["inject", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pod.yaml")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let documents = parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let original = parse_documents(&example()).unwrap();
+    assert_eq!(documents.len(), 3);
+    assert!(injected(&documents[0]));
+    assert!(injected(&documents[1]["spec"]["template"]));
+    assert_eq!(documents[2], original[2], "the Service is unchanged");
+    // Running it on its own output changes nothing.
+    let again = inject(&["-f", "-"], &String::from_utf8(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| { c.stdin.take().unwrap().write_all(example().as_bytes())?; c.wait_with_output() }).unwrap().stdout).unwrap());
+    let twice = parse_documents(&String::from_utf8(again.stdout).unwrap()).unwrap();
+    assert_eq!(twice, documents);
+}
+
+#[test]
+fn every_workload_kind_and_lists_are_injected() {
+    let pod_spec = r#"{"metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}"#;
+    let template: Value = serde_json::from_str(pod_spec).unwrap();
+    let mut items = Vec::new();
+    for kind in ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"] {
+        items.push(serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": kind.to_lowercase()}, "spec": {"template": template}}));
+    }
+    items.push(serde_json::json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}));
+    items.push(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}));
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let output = inject(&["-f", "-"], &serde_json::to_string(&list).unwrap());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let items = out["items"].as_array().unwrap();
+    for item in &items[..6] {
+        assert!(injected(&item["spec"]["template"]), "{}", item["kind"]);
+    }
+    assert!(injected(&items[6]["spec"]["jobTemplate"]["spec"]["template"]));
+    assert_eq!(items[7]["data"]["k"], "v");
+}
+
+#[test]
+fn namespace_labels_opt_in_and_shape_the_result() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x}]\n";
+    let plain = inject(&["-f", "-"], pod);
+    assert!(!injected(&parse_documents(&String::from_utf8(plain.stdout).unwrap()).unwrap()[0]));
+    let labelled = inject(&["-f", "-", "--namespace-labels", "dragonfly.io/inject-p2p=enabled,pod-security.kubernetes.io/enforce=baseline"], pod);
+    assert!(labelled.status.success());
+    let document = &parse_documents(&String::from_utf8(labelled.stdout).unwrap()).unwrap()[0];
+    assert!(injected(document));
+    assert!(!document.to_string().contains("hostPath"));
+    assert!(String::from_utf8(labelled.stderr).unwrap().contains("warning: Pod/p: namespace  enforces Pod Security"));
+}
+
+#[test]
+fn a_config_file_changes_what_is_injected() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("injector.yaml");
+    std::fs::write(&config, "tools: {image: mirror.local/tools:v2}\nsocket: {enabled: false}\n").unwrap();
+    let output = inject(&["-f", "-", "--config", config.to_str().unwrap()], &example());
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("image: mirror.local/tools:v2"));
+    assert!(!text.contains("hostPath"));
+}
+
+#[test]
+fn bad_input_fails_clearly_and_writes_nothing() {
+    let broken = format!("{}---\nkind: Pod\nspec: [unclosed\n", example());
+    let output = inject(&["-f", "-"], &broken);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "no partial output");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("not valid YAML") && stderr.contains("line"), "{stderr}");
+
+    let missing = inject(&["-f", "/nonexistent/manifest.yaml"], "");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("cannot read /nonexistent/manifest.yaml"));
+
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("bad.yaml");
+    std::fs::write(&config, "tools:\n  mountPath: relative\n").unwrap();
+    let bad_config = inject(&["-f", "-", "--config", config.to_str().unwrap()], &example());
+    assert_eq!(bad_config.status.code(), Some(1));
+    assert!(bad_config.stdout.is_empty());
+    let stderr = String::from_utf8(bad_config.stderr).unwrap();
+    assert!(stderr.contains("tools.mountPath") && stderr.contains("line 2") && stderr.contains("bad.yaml"), "{stderr}");
+
+    let bad_json = inject(&["-f", "-"], "{\"kind\": \"Pod\",");
+    assert_eq!(bad_json.status.code(), Some(1));
+    assert!(bad_json.stdout.is_empty());
+}
