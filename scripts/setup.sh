@@ -1,10 +1,43 @@
 #!/usr/bin/env bash
-# Installs what building and testing need on a fresh machine of this project's kind.
-# Idempotent: a machine that already has everything does nothing here.
+# Installs what building and testing need on a fresh machine of this project's kind (Debian 12,
+# root, crates.io, the Go module proxy and Debian's packages reachable). Idempotent.
 set -euo pipefail
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo is missing; install Rust (rustup) first" >&2
-  exit 1
-fi
 cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    log "need root to install $*"; exit 1
+  fi
+  if [ ! -f /var/lib/apt/lists/.dragonfly-injector-updated ]; then
+    apt-get update -qq && touch /var/lib/apt/lists/.dragonfly-injector-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Rust: the base image has rustup's stable toolchain; Debian's is the fallback.
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  log "installing Rust from Debian"
+  apt_install cargo rustc
+fi
+
+# Go builds the YAML oracle (tests/yaml-oracle) that checks `inject` against kubectl's YAML
+# library. Debian's Go is older than go.mod asks; GOTOOLCHAIN=auto then fetches the right
+# toolchain through the Go module proxy.
+if ! command -v go >/dev/null 2>&1; then
+  [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  log "installing Go from Debian"
+  apt_install golang-go ca-certificates
+fi
+
+log "fetching crates"
 cargo fetch --locked
+log "fetching Go modules for the YAML oracle"
+(cd tests/yaml-oracle && GOTOOLCHAIN=auto go mod download)
+log "ready: $(cargo --version), $(go version)"
