@@ -23,9 +23,7 @@ struct Server {
 impl Server {
     /// Starts the binary on ephemeral ports and reads the addresses from its "serving" log line.
     fn start(dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
-        let leaf = pki.leaf("server");
-        std::fs::write(dir.join("tls.crt"), &leaf.cert_pem).unwrap();
-        std::fs::write(dir.join("tls.key"), &leaf.key_pem).unwrap();
+        pki.leaf("server").write_pair(dir);
         std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n").unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])

@@ -129,9 +129,7 @@ async fn a_missing_certificate_keeps_the_server_unready_until_it_appears() {
     assert!(String::from_utf8(reply.body).unwrap().contains("no serving certificate loaded"));
     assert!(Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.is_err(), "no handshake without a certificate");
 
-    let leaf = pki.leaf("late");
-    std::fs::write(&key, &leaf.key_pem).unwrap();
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    pki.leaf("late").write_pair(temp.path());
     eventually(10, "ready once the certificate exists", || ready(admin)).await;
     let mut connection = Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
     assert_eq!(connection.post("/mutate", review_body("late")).await.unwrap().status, 200);
@@ -146,10 +144,7 @@ async fn shutdown_reports_unready_first_then_drains_keep_alive_connections() {
     common::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("shutdown ca");
-    let leaf = pki.leaf("server");
-    let (cert, key) = (temp.path().join("tls.crt"), temp.path().join("tls.key"));
-    std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let (cert, key) = pki.leaf("server").write_pair(temp.path());
     let running = server::start(serve_args(temp.path(), cert, key, Duration::from_millis(1500))).await.unwrap();
     let (addr, admin) = (running.webhook_addr, running.admin_addr);
     eventually(10, "ready", || ready(admin)).await;

@@ -124,7 +124,7 @@ pub fn review(
         let labels = labels_of(&namespace);
         let namespace_labels = labels.as_deref().map_or(NamespaceLabels::Unknown, NamespaceLabels::Known);
         let context = PodContext { namespace: &namespace, namespace_labels, tools_image };
-        let decision = inject::evaluate(&object, &context, settings);
+        let decision = inject::evaluate_owned(object, &context, settings);
         warnings = decision.warnings;
         match decision.outcome {
             Outcome::Skipped(reason) => Decided::Skipped(reason),

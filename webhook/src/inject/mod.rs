@@ -18,6 +18,7 @@ use crate::config::{Config, HostFrom};
 use container::{inject_container, ContainerPlan, MountPlan};
 use patch::{PatchBuilder, PatchError};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 pub const TOOLS_VOLUME: &str = "dragonfly-tools";
@@ -149,15 +150,25 @@ impl Decision {
 }
 
 /// Decides about one pod and computes the patch against its raw JSON. The pod is copied only
-/// when it is injected.
+/// when it is injected; [`evaluate_owned`] avoids even that.
 pub fn evaluate(pod: &Value, context: &PodContext<'_>, settings: &Settings) -> Decision {
+    evaluate_cow(Cow::Borrowed(pod), context, settings)
+}
+
+/// As [`evaluate`], for a caller that no longer needs the pod (the admission path): the patch
+/// is recorded on the pod itself instead of on a copy.
+pub fn evaluate_owned(pod: Value, context: &PodContext<'_>, settings: &Settings) -> Decision {
+    evaluate_cow(Cow::Owned(pod), context, settings)
+}
+
+fn evaluate_cow(pod: Cow<'_, Value>, context: &PodContext<'_>, settings: &Settings) -> Decision {
     let mut warnings = Vec::new();
     if let Err(reason) =
-        policy::decide(pod, context.namespace, context.namespace_labels, &settings.excluded_namespaces, &mut warnings)
+        policy::decide(&pod, context.namespace, context.namespace_labels, &settings.excluded_namespaces, &mut warnings)
     {
         return Decision::skipped(reason, warnings);
     }
-    if let Err(why) = shape::check_pod_shape(pod) {
+    if let Err(why) = shape::check_pod_shape(&pod) {
         warnings.push(format!("the pod could not be read ({why}); not injected"));
         return Decision::skipped(SkipReason::InvalidPod, warnings);
     }
@@ -180,14 +191,15 @@ fn names_at<'a>(pod: &'a Value, pointers: &[&str]) -> Vec<&'a str> {
 }
 
 fn build_patch(
-    pod: &Value,
+    pod: Cow<'_, Value>,
     context: &PodContext<'_>,
     settings: &Settings,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<PatchOp>, Value, Status), PatchError> {
-    let container_names = names_at(pod, &["/spec/containers"]);
-    let overrides = overrides::read_overrides(pod, &container_names, settings.proxy_port, warnings);
-    let recorded = Status::parse(policy::annotation(pod, keys::STATUS));
+    let container_names = names_at(&pod, &["/spec/containers"]);
+    let overrides = overrides::read_overrides(&pod, &container_names, settings.proxy_port, warnings);
+    let existing_status = policy::annotation(&pod, keys::STATUS).cloned();
+    let recorded = Status::parse(existing_status.as_ref());
     let recorded = recorded.as_ref();
 
     let socket = match &settings.socket {
@@ -209,8 +221,8 @@ fn build_patch(
         ));
     }
 
-    let volume_names = names_at(pod, &["/spec/volumes"]);
-    let all_container_names = names_at(pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
+    let volume_names = names_at(&pod, &["/spec/volumes"]);
+    let all_container_names = names_at(&pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
     let (tools_volume, tools_volume_present) =
         status::choose_name(&volume_names, recorded.and_then(|s| s.tools_volume.as_deref()), TOOLS_VOLUME);
     let (socket_volume, socket_volume_present) =
@@ -225,9 +237,8 @@ fn build_patch(
         tools_volume: Some(tools_volume.clone()),
         socket_volume: socket.map(|_| socket_volume.clone()),
     };
-    let existing_status = policy::annotation(pod, keys::STATUS);
 
-    let mut builder = PatchBuilder::new(pod.clone());
+    let mut builder = PatchBuilder::new(pod.into_owned());
     if !tools_volume_present {
         builder.push("/spec/volumes", json!({"name": tools_volume, "emptyDir": {}}))?;
     }
@@ -276,7 +287,7 @@ fn build_patch(
         status.containers = containers;
     }
     let annotation = Value::String(status.to_annotation());
-    if existing_status != Some(&annotation) {
+    if existing_status.as_ref() != Some(&annotation) {
         builder.ensure_object("/metadata")?;
         builder.ensure_object("/metadata/annotations")?;
         builder.add(format!("/metadata/annotations/{}", escape_token(keys::STATUS)), annotation)?;

@@ -51,6 +51,17 @@ impl Pki {
     }
 }
 
+impl Leaf {
+    /// Writes `tls.crt` and `tls.key` into `dir` (key first, so a watcher never sees a new
+    /// certificate beside an old key) and returns their paths.
+    pub fn write_pair(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&key, &self.key_pem).unwrap();
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        (cert, key)
+    }
+}
+
 /// A certificate directory laid out the way the kubelet writes a mounted Secret: the files are
 /// symlinks through `..data`, which is swapped atomically to a new timestamped directory.
 pub struct KubeletDir {
