@@ -41,7 +41,8 @@ fn the_example_is_injected_in_order_and_other_kinds_pass_through() {
     assert!(injected(&documents[1]["spec"]["template"]));
     assert_eq!(documents[2], original[2], "the Service is unchanged");
     // Running it on its own output changes nothing.
-    let again = inject(&["-f", "-"], &String::from_utf8(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| { c.stdin.take().unwrap().write_all(example().as_bytes())?; c.wait_with_output() }).unwrap().stdout).unwrap());
+    let once = inject(&["-f", "-"], &example());
+    let again = inject(&["-f", "-"], &String::from_utf8(once.stdout).unwrap());
     let twice = parse_documents(&String::from_utf8(again.stdout).unwrap()).unwrap();
     assert_eq!(twice, documents);
 }
