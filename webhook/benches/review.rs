@@ -63,7 +63,7 @@ fn review(pod: Value) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let settings = Settings::new(&Config::default(), Some("dragonfly-system")).unwrap();
-    let image = "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0";
+    let image = dragonfly_injector::pinning::ToolsImage { reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(), unpinned_warning: None };
     let mut group = c.benchmark_group("review");
     for (shape, containers, env_vars) in [("small", 1, 2), ("typical", 1, 12), ("large", 20, 12)] {
         for opted_in in [true, false] {
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
             let label = format!("{shape}-{}B-{}", body.len(), if opted_in { "injected" } else { "skipped" });
             group.throughput(Throughput::Bytes(body.len() as u64));
             group.bench_with_input(BenchmarkId::from_parameter(label), &body, |b, body| {
-                b.iter(|| admission::review(black_box(body), &settings, image, &|_| None).unwrap().body.len())
+                b.iter(|| admission::review(black_box(body), &settings, &image, &|_| None).unwrap().body.len())
             });
         }
     }

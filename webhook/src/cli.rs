@@ -116,22 +116,7 @@ pub struct InjectArgs {
     pub namespace_labels: Option<BTreeMap<String, String>>,
 }
 
-/// `500ms`, `5s`, `2m`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (like 500ms, 5s, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{text:?} has an unknown unit (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
+pub use crate::config::parse_duration;
 
 pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
     text.split(',')
@@ -153,7 +138,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
         assert!(parse_duration("soon").is_err());
         let labels = parse_labels("dragonfly.io/inject-p2p=enabled, pod-security.kubernetes.io/enforce=baseline").unwrap();
         assert_eq!(labels.len(), 2);

@@ -13,4 +13,5 @@ pub mod logging;
 pub mod manifests;
 pub mod metrics;
 pub mod namespaces;
+pub mod pinning;
 pub mod server;

@@ -21,6 +21,22 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImageLabels {
+    pub image: String,
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabels {
+    pub platform: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: &'static str,
 }
@@ -33,6 +49,13 @@ pub struct Metrics {
     pub certificate_expiry: Gauge,
     pub certificate_reloads: Family<ResultLabels, Counter>,
     pub ready: Gauge,
+    pub tools_image: Family<ImageLabels, Gauge>,
+    pub tools_image_missing_platforms: Family<PlatformLabels, Gauge>,
+    pub tools_image_resolution_failures: Family<ReasonLabels, Counter>,
+    /// Unix time of the last successful resolution; 0 before the first.
+    pub tools_image_resolved_at: std::sync::atomic::AtomicU64,
+    tools_image_seconds_since: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub tools_image_unpinned_injections: Counter,
 }
 
 /// Sub-millisecond buckets: an injection takes tens of microseconds.
@@ -58,18 +81,81 @@ impl Default for Metrics {
         registry.register("tls_certificate_reloads", "Serving certificate loads, by result", certificate_reloads.clone());
         let ready = Gauge::default();
         registry.register("ready", "1 when the webhook reports ready", ready.clone());
+        let tools_image = Family::<ImageLabels, Gauge>::default();
+        registry.register("tools_image_info", "The tools image reference being injected, by digest (1 for the current one)", tools_image.clone());
+        let tools_image_missing_platforms = Family::<PlatformLabels, Gauge>::default();
+        registry.register(
+            "tools_image_missing_platforms",
+            "1 for each configured platform the resolved tools image lacks",
+            tools_image_missing_platforms.clone(),
+        );
+        let tools_image_resolution_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tools_image_resolution_failures",
+            "Failed resolutions of the tools image tag, by reason",
+            tools_image_resolution_failures.clone(),
+        );
+        let tools_image_seconds_since = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "tools_image_seconds_since_resolution",
+            "Seconds since the tools image was last resolved (-1: never)",
+            tools_image_seconds_since.clone(),
+        );
+        let tools_image_unpinned_injections = Counter::default();
+        registry.register(
+            "tools_image_unpinned_injections",
+            "Pods injected with the tools image by tag because no digest was known yet",
+            tools_image_unpinned_injections.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running version", build);
-        Metrics { registry, requests, duration, warnings, certificate_expiry, certificate_reloads, ready }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            warnings,
+            certificate_expiry,
+            certificate_reloads,
+            ready,
+            tools_image,
+            tools_image_missing_platforms,
+            tools_image_resolution_failures,
+            tools_image_resolved_at: std::sync::atomic::AtomicU64::new(0),
+            tools_image_seconds_since,
+            tools_image_unpinned_injections,
+        }
     }
 }
 
 impl Metrics {
     pub fn encode(&self) -> String {
+        let resolved_at = self.tools_image_resolved_at.load(std::sync::atomic::Ordering::Relaxed);
+        let since = match resolved_at {
+            0 => -1.0,
+            at => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64() - at as f64,
+        };
+        self.tools_image_seconds_since.set(since);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+
+    /// Exports `digest` as the current one for `image`, dropping the previous series.
+    pub fn set_tools_image(&self, image: &str, digest: &str) {
+        self.tools_image.clear();
+        self.tools_image.get_or_create(&ImageLabels { image: image.to_owned(), digest: digest.to_owned() }).set(1);
+    }
+
+    pub fn set_missing_platforms(&self, configured: &[String], missing: &[String]) {
+        for platform in configured {
+            let value = i64::from(missing.contains(platform));
+            self.tools_image_missing_platforms.get_or_create(&PlatformLabels { platform: platform.clone() }).set(value);
+        }
+    }
+
+    pub fn count_resolution_failure(&self, reason: &'static str) {
+        self.tools_image_resolution_failures.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn count_request(&self, outcome: &'static str, reason: &'static str) {

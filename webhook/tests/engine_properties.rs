@@ -219,6 +219,7 @@ proptest! {
         })).unwrap()),
     ]) {
         let settings = settings(0);
-        let _ = admission::review(&body, &settings, "t:1", &|_| None);
+        let tools = dragonfly_injector::pinning::ToolsImage { reference: "t:1".into(), unpinned_warning: None };
+        let _ = admission::review(&body, &settings, &tools, &|_| None);
     }
 }

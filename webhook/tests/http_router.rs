@@ -11,6 +11,7 @@ use common::{apply_response, fixture, review_for};
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::Settings;
 use dragonfly_injector::metrics::Metrics;
+use dragonfly_injector::pinning::ToolsImage;
 use dragonfly_injector::server::state::{Readiness, WebhookState};
 use dragonfly_injector::server::tls::CertResolver;
 use dragonfly_injector::server::{admin, webhook};
@@ -25,7 +26,7 @@ fn state_with(config: &str, image: Option<&str>) -> Arc<WebhookState> {
     let config = Config::from_yaml(config).unwrap();
     Arc::new(WebhookState {
         settings: Settings::new(&config, Some("dragonfly-system")).unwrap(),
-        tools_image: ArcSwapOption::new(image.map(|i| Arc::new(i.to_owned()))),
+        tools_image: Arc::new(ArcSwapOption::new(image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None })))),
         namespaces: None,
         metrics: Arc::new(Metrics::default()),
         certificate: Arc::new(CertResolver::default()),

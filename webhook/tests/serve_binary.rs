@@ -24,7 +24,7 @@ impl Server {
     /// Starts the binary on ephemeral ports and reads the addresses from its "serving" log line.
     fn start(dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
         pki.leaf("server").write_pair(dir);
-        std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n").unwrap();
+        std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n").unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .arg("--config")

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 fn serve_args(dir: &Path, cert: std::path::PathBuf, key: std::path::PathBuf, shutdown_delay: Duration) -> ServeArgs {
     let config = dir.join("injector.yaml");
-    std::fs::write(&config, "tools:\n  image: registry.local/tools:v1\n").unwrap();
+    std::fs::write(&config, "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n").unwrap();
     ServeArgs {
         config,
         tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },

@@ -4,6 +4,7 @@
 pub mod review;
 
 use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings, SkipReason, Status};
+use crate::pinning::ToolsImage;
 use base64::Engine as _;
 use review::{ResponseOut, ReviewIn, ReviewOut};
 use serde_json::Value;
@@ -51,6 +52,8 @@ pub struct Summary {
     pub decision: Decided,
     pub warnings: Vec<String>,
     pub dry_run: bool,
+    /// Injected with a tag because no digest was known yet.
+    pub unpinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +91,7 @@ pub struct Reviewed {
 pub fn review(
     body: &[u8],
     settings: &Settings,
-    tools_image: &str,
+    tools_image: &ToolsImage,
     labels_of: &dyn Fn(&str) -> Option<Arc<BTreeMap<String, String>>>,
 ) -> Result<Reviewed, ReviewError> {
     let review: ReviewIn = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
@@ -123,13 +126,16 @@ pub fn review(
     } else if let Some(object) = object {
         let labels = labels_of(&namespace);
         let namespace_labels = labels.as_deref().map_or(NamespaceLabels::Unknown, NamespaceLabels::Known);
-        let context = PodContext { namespace: &namespace, namespace_labels, tools_image };
+        let context = PodContext { namespace: &namespace, namespace_labels, tools_image: &tools_image.reference };
         let decision = inject::evaluate_owned(object, &context, settings);
         warnings = decision.warnings;
         match decision.outcome {
             Outcome::Skipped(reason) => Decided::Skipped(reason),
             Outcome::Injected { ops, .. } if ops.is_empty() => Decided::Unchanged,
             Outcome::Injected { ops, status, .. } => {
+                if let Some(warning) = &tools_image.unpinned_warning {
+                    warnings.push(warning.clone());
+                }
                 let json = serde_json::to_vec(&ops).expect("patch operations serialise");
                 patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
                 Decided::Injected(status)
@@ -152,7 +158,8 @@ pub fn review(
         },
     };
     let body = serde_json::to_vec(&response).expect("response serialises");
-    let summary = Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false) };
+    let unpinned = matches!(decision, Decided::Injected(_)) && tools_image.unpinned_warning.is_some();
+    let summary = Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false), unpinned };
     Ok(Reviewed { body, summary })
 }
 
@@ -164,6 +171,10 @@ mod tests {
 
     fn settings() -> Settings {
         Settings::new(&Config::default(), Some("dragonfly-system")).unwrap()
+    }
+
+    fn tag() -> ToolsImage {
+        ToolsImage { reference: "t:1".into(), unpinned_warning: None }
     }
 
     fn no_cluster(_: &str) -> Option<Arc<BTreeMap<String, String>>> {
@@ -193,7 +204,7 @@ mod tests {
             (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}"#, "not_json"),
         ];
         for (body, label) in cases {
-            let error = review(body, &settings(), "t:1", &no_cluster).err().expect("refused");
+            let error = review(body, &settings(), &tag(), &no_cluster).err().expect("refused");
             assert_eq!(error.label(), label, "{error}");
             assert!(!error.to_string().contains('\n'));
         }
@@ -209,7 +220,7 @@ mod tests {
         let mut update = pod_request(pod);
         update["operation"] = json!("UPDATE");
         for (request, reason) in [(deployment, "not_pod"), (binding, "subresource"), (update, "operation")] {
-            let reviewed = review(&review_json(request), &settings(), "t:1", &no_cluster).unwrap();
+            let reviewed = review(&review_json(request), &settings(), &tag(), &no_cluster).unwrap();
             assert_eq!(reviewed.summary.decision.reason(), reason);
             let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
             assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
@@ -219,7 +230,7 @@ mod tests {
     #[test]
     fn an_injected_pod_gets_a_base64_json_patch_and_the_request_namespace() {
         let pod = json!({"metadata": {"generateName": "web-", "annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "a"}]}});
-        let reviewed = review(&review_json(pod_request(pod)), &settings(), "t:1", &no_cluster).unwrap();
+        let reviewed = review(&review_json(pod_request(pod)), &settings(), &tag(), &no_cluster).unwrap();
         let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
         assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(out["kind"], "AdmissionReview");
@@ -241,7 +252,7 @@ mod tests {
             ("pod-security.kubernetes.io/enforce".to_owned(), "baseline".to_owned()),
         ]));
         let lookup = |namespace: &str| (namespace == "apps").then(|| labels.clone());
-        let reviewed = review(&review_json(pod_request(pod)), &settings(), "t:1", &lookup).unwrap();
+        let reviewed = review(&review_json(pod_request(pod)), &settings(), &tag(), &lookup).unwrap();
         let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
         let warnings: Vec<&str> = out["response"]["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
@@ -251,10 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unpinned_tools_image_adds_its_warning_to_injected_pods_only() {
+        let tools = ToolsImage { reference: "r.io/t:v1".into(), unpinned_warning: Some("not pinned yet".into()) };
+        let opted_in = json!({"metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "a"}]}});
+        let reviewed = review(&review_json(pod_request(opted_in)), &settings(), &tools, &no_cluster).unwrap();
+        assert!(reviewed.summary.unpinned);
+        let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+        assert_eq!(out["response"]["warnings"], json!(["dragonfly-injector: not pinned yet"]));
+        let plain = json!({"spec": {"containers": [{"name": "a"}]}});
+        let reviewed = review(&review_json(pod_request(plain)), &settings(), &tools, &no_cluster).unwrap();
+        assert!(!reviewed.summary.unpinned);
+        assert!(!String::from_utf8(reviewed.body).unwrap().contains("warnings"));
+    }
+
+    #[test]
     fn a_pod_request_without_an_object_is_allowed_with_a_warning() {
         let mut request = pod_request(Value::Null);
         request.as_object_mut().unwrap().remove("object");
-        let reviewed = review(&review_json(request), &settings(), "t:1", &no_cluster).unwrap();
+        let reviewed = review(&review_json(request), &settings(), &tag(), &no_cluster).unwrap();
         assert_eq!(reviewed.summary.decision, Decided::Skipped(SkipReason::InvalidPod));
         let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
         assert!(out["response"].get("patch").is_none());

@@ -5,7 +5,10 @@
 
 mod values;
 
-pub use values::{parse_image_ref, AbsolutePath, DnsLabel, DnsSubdomain, EnvName, ImageParts, ImageRef, Quantity};
+pub use values::{
+    parse_duration, parse_image_ref, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageParts, ImageRef, Platform,
+    Quantity,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +27,28 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub transfer_from_dfdaemon: TransferFromDfdaemon,
     pub exclude_namespaces: ExcludeNamespaces,
+    pub registry: RegistryConfig,
+}
+
+/// How the webhook reaches registries to pin the tools image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// A Docker config file (`.dockerconfigjson`, as in `kubernetes.io/dockerconfigjson`
+    /// Secrets) with credentials; anonymous access without it.
+    pub docker_config: Option<AbsolutePath>,
+    /// PEM certificates trusted in addition to the shipped public roots.
+    pub ca_bundle: Option<AbsolutePath>,
+    /// Registries (`host[:port]`) spoken to over plain HTTP, for local use.
+    pub plain_http: Vec<String>,
+    /// Bound on each registry call; oci-client has none of its own.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { docker_config: None, ca_bundle: None, plain_http: Vec::new(), timeout: ConfigDuration(std::time::Duration::from_secs(10)) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +149,23 @@ pub struct ToolsConfig {
     pub mount_path: AbsolutePath,
     pub resources: Resources,
     pub image_pull_secrets: Vec<DnsSubdomain>,
+    /// Whether `serve` pins `image` to its index digest.
+    pub pinning: Pinning,
+    /// How often the tag is resolved again.
+    pub refresh_interval: ConfigDuration,
+    /// Platforms the resolved index must provide; missing ones are logged and exported.
+    pub architectures: Vec<Platform>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Pinning {
+    /// Not ready until a digest is known.
+    Required,
+    /// Inject the tag, with a warning, until a digest is known.
+    Preferred,
+    /// Inject the tag as configured; never call a registry.
+    Off,
 }
 
 impl Default for ToolsConfig {
@@ -134,6 +176,9 @@ impl Default for ToolsConfig {
             mount_path: AbsolutePath::try_from("/dragonfly/bin".to_owned()).expect("valid path"),
             resources: Resources::default(),
             image_pull_secrets: Vec::new(),
+            pinning: Pinning::Preferred,
+            refresh_interval: ConfigDuration(std::time::Duration::from_secs(300)),
+            architectures: ["linux/amd64", "linux/arm64"].map(|p| Platform::try_from(p.to_owned()).expect("valid")).to_vec(),
         }
     }
 }
@@ -278,6 +323,10 @@ mod tests {
         assert_eq!(config.tools.mount_path.as_str(), "/dragonfly/bin");
         assert!(config.transfer_from_dfdaemon.0);
         assert_eq!(config.exclude_namespaces.0[0].as_str(), "kube-system");
+        assert_eq!(config.tools.pinning, Pinning::Preferred);
+        assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(300));
+        assert_eq!(config.tools.architectures.len(), 2);
+        assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(10));
     }
 
     #[test]
@@ -291,8 +340,16 @@ tools:
   mountPath: /opt/df
   resources: {requests: {cpu: 5m}, limits: {memory: 32Mi}}
   imagePullSecrets: [regcred]
+  pinning: required
+  refreshInterval: 90s
+  architectures: [linux/amd64, linux/arm/v7]
 transferFromDfdaemon: false
 excludeNamespaces: [kube-system, dragonfly-system]
+registry:
+  dockerConfig: /etc/dragonfly/registry/.dockerconfigjson
+  caBundle: /etc/dragonfly/registry/ca.pem
+  plainHttp: [localhost:5000]
+  timeout: 3s
 "#;
         let config = Config::from_yaml(text).unwrap();
         assert_eq!(config.proxy.port, Port(65001));
@@ -308,6 +365,12 @@ excludeNamespaces: [kube-system, dragonfly-system]
         assert_eq!(config.tools.image_pull_secrets[0].as_str(), "regcred");
         assert!(!config.transfer_from_dfdaemon.0);
         assert_eq!(config.exclude_namespaces.0.len(), 2);
+        assert_eq!(config.tools.pinning, Pinning::Required);
+        assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(90));
+        assert_eq!(config.tools.architectures[1].as_str(), "linux/arm/v7");
+        assert_eq!(config.registry.docker_config.as_ref().unwrap().as_str(), "/etc/dragonfly/registry/.dockerconfigjson");
+        assert_eq!(config.registry.plain_http, ["localhost:5000"]);
+        assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(3));
     }
 
     #[test]
@@ -330,6 +393,10 @@ excludeNamespaces: [kube-system, dragonfly-system]
             ("excludeNamespaces: [Kube_System]\n", "excludeNamespaces", "not a valid DNS label"),
             ("proxy: {port: 0}\n", "proxy.port", "0 is not a port"),
             ("transferFromDfdaemon: maybe\n", "transferFromDfdaemon", "invalid type"),
+            ("tools:\n  refreshInterval: soon\n", "tools.refreshInterval", "not a duration"),
+            ("tools:\n  pinning: always\n", "tools.pinning", "unknown variant"),
+            ("tools:\n  architectures: [arm64]\n", "tools.architectures", "not a platform"),
+            ("registry:\n  timeout: 0s\n", "registry.timeout", "longer than zero"),
         ];
         for (text, key, reason) in cases {
             let error = Config::from_yaml(text).unwrap_err();

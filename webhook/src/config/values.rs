@@ -72,6 +72,62 @@ validated_string!(
     check_dns_subdomain
 );
 
+/// `500ms`, `5s`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (like 500ms, 5s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m or h)")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// A duration written as `30s`, `5m` or `1h` in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConfigDuration(pub std::time::Duration);
+
+impl TryFrom<String> for ConfigDuration {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match parse_duration(&value)? {
+            zero if zero.is_zero() => Err(format!("{value:?} must be longer than zero")),
+            duration => Ok(ConfigDuration(duration)),
+        }
+    }
+}
+
+impl From<ConfigDuration> for String {
+    fn from(value: ConfigDuration) -> String {
+        format!("{}ms", value.0.as_millis())
+    }
+}
+
+validated_string!(
+    /// A platform `os/architecture[/variant]`, such as `linux/arm64` or `linux/arm/v7`.
+    Platform,
+    check_platform
+);
+
+pub fn check_platform(value: &str) -> Result<(), String> {
+    let parts: Vec<&str> = value.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{value:?} is not a platform (os/architecture[/variant], like linux/arm64)"))
+    }
+}
+
 pub fn check_absolute_path(value: &str) -> Result<(), String> {
     if !value.starts_with('/') {
         return Err(format!("{value:?} is not an absolute path"));

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceCache;
+use crate::pinning::{self, resolver::Resolver, Pinner};
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
 use state::{Readiness, WebhookState};
@@ -34,6 +35,7 @@ pub struct Running {
     webhook_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     reload_task: JoinHandle<()>,
+    pin_task: Option<JoinHandle<()>>,
 }
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
@@ -59,9 +61,27 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::default());
     let certificate = Arc::new(CertResolver::default());
+    let (first_image, needs_resolution) = pinning::initial(&config.tools);
+    let tools_image = Arc::new(ArcSwapOption::new(first_image.map(Arc::new)));
+    let pin_task = if needs_resolution {
+        let resolver = Resolver::new(&config.registry)
+            .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
+        let pinner = Pinner {
+            resolver,
+            image: config.tools.image.to_string(),
+            refresh_interval: config.tools.refresh_interval.0,
+            architectures: config.tools.architectures.iter().map(|p| p.as_str().to_owned()).collect(),
+            cell: tools_image.clone(),
+            metrics: metrics.clone(),
+        };
+        Some(tokio::spawn(pinner.run()))
+    } else {
+        metrics.set_tools_image(config.tools.image.as_str(), "");
+        None
+    };
     let state = Arc::new(WebhookState {
         settings,
-        tools_image: ArcSwapOption::from_pointee(config.tools.image.to_string()),
+        tools_image,
         namespaces,
         metrics: metrics.clone(),
         certificate: certificate.clone(),
@@ -108,14 +128,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         version = env!("CARGO_PKG_VERSION"),
         "serving"
     );
-    Ok(Running { webhook_addr, admin_addr, state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task })
+    Ok(Running { webhook_addr, admin_addr, state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, pin_task })
 }
 
 impl Running {
     /// Unready first; after the shutdown delay stop accepting and drain the webhook's
     /// connections; the admin port (probes) goes last.
     pub async fn shutdown(self) {
-        let Running { state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, .. } = self;
+        let Running { state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, pin_task, .. } = self;
         state.readiness.start_shutdown();
         tracing::info!(delay = ?shutdown.shutdown_delay, "shutting down: reporting unready, still serving");
         tokio::time::sleep(shutdown.shutdown_delay).await;
@@ -124,6 +144,9 @@ impl Running {
         let _ = stop_admin.send(true);
         let _ = admin_task.await;
         reload_task.abort();
+        if let Some(task) = pin_task {
+            task.abort();
+        }
         tracing::info!("shut down cleanly");
     }
 }

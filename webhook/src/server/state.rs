@@ -3,8 +3,8 @@
 use crate::inject::Settings;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceCache;
+use crate::pinning::ToolsImageCell;
 use crate::server::tls::CertResolver;
-use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -23,8 +23,9 @@ impl Readiness {
 
 pub struct WebhookState {
     pub settings: Settings,
-    /// The tools image reference to inject; `None` while no usable reference is known.
-    pub tools_image: ArcSwapOption<String>,
+    /// The tools image reference to inject; `None` while no usable reference is known
+    /// (pinning `required` and no digest resolved yet).
+    pub tools_image: Arc<ToolsImageCell>,
     pub namespaces: Option<NamespaceCache>,
     pub metrics: Arc<Metrics>,
     pub certificate: Arc<CertResolver>,

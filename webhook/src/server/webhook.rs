@@ -53,13 +53,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, pod = Empty, decision = Empty);
     let _entered = span.enter();
     let image = state.tools_image.load();
-    let Some(image) = image.as_deref() else {
+    let Some(tools) = image.as_deref() else {
         // Readiness is false in this state; a request that still arrives is not guessed at.
         state.metrics.count_request("error", "no_tools_image");
         return (StatusCode::SERVICE_UNAVAILABLE, "no usable tools image reference yet\n").into_response();
     };
     let lookup = |namespace: &str| state.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
-    let result = admission::review(&body, &state.settings, image, &lookup);
+    let result = admission::review(&body, &state.settings, tools, &lookup);
     let elapsed = started.elapsed();
     state.metrics.duration.observe(elapsed.as_secs_f64());
     match result {
@@ -71,6 +71,9 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             span.record("decision", summary.decision.label());
             state.metrics.count_request(summary.decision.label(), summary.decision.reason());
             state.metrics.warnings.inc_by(summary.warnings.len() as u64);
+            if summary.unpinned {
+                state.metrics.tools_image_unpinned_injections.inc();
+            }
             let (parts, containers) = match &summary.decision {
                 Decided::Injected(status) => (status.parts(), status.containers.join(",")),
                 _ => (String::new(), String::new()),
