@@ -36,6 +36,12 @@ if ! command -v go >/dev/null 2>&1; then
   apt_install golang-go ca-certificates
 fi
 
+# The CNCF Distribution registry, run on loopback by the pinning tests.
+if ! command -v docker-registry >/dev/null 2>&1; then
+  log "installing docker-registry from Debian"
+  apt_install docker-registry
+fi
+
 log "fetching crates"
 cargo fetch --locked
 log "fetching Go modules for the YAML oracle"

@@ -22,6 +22,29 @@ pub enum Command {
     Serve(ServeArgs),
     /// Inject manifests offline (YAML or JSON, one or many documents) and print them.
     Inject(InjectArgs),
+    /// Resolve an image tag to its index digest and list its platforms, as `serve` pins it.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The image, `[registry/]repository:tag`.
+    pub image: String,
+    /// A config file whose `registry` section and `tools.architectures` apply; flags win.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Docker config file with credentials (`.dockerconfigjson`).
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+    /// PEM certificates to trust besides the shipped public roots.
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// A registry (`host[:port]`) to reach over plain HTTP; repeatable.
+    #[arg(long)]
+    pub plain_http: Vec<String>,
+    /// Bound on each registry call.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

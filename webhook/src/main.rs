@@ -1,6 +1,6 @@
 use clap::Parser;
 use dragonfly_injector::cli::{Cli, Command};
-use dragonfly_injector::{logging, manifests, server};
+use dragonfly_injector::{logging, manifests, pinning, server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,13 +11,11 @@ fn main() -> ExitCode {
     }
     // One crypto provider for the whole process (rustls, kube's client).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from);
     let result = match command {
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|runtime| runtime.block_on(server::run(args))),
+        Command::Serve(args) => runtime().and_then(|runtime| runtime.block_on(server::run(args))),
         Command::Inject(args) => manifests::run(args),
+        Command::Resolve(args) => runtime().and_then(|runtime| runtime.block_on(pinning::resolve_command(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

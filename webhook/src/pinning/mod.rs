@@ -67,20 +67,33 @@ impl Pinner {
         let mut last: Option<Resolved> = None;
         let mut failures = 0u32;
         loop {
-            let wait = match self.resolver.resolve(&self.image, last.as_ref()).await {
-                Ok(resolved) => {
+            let wait = match self.refresh(&mut last).await {
+                Ok(()) => {
                     failures = 0;
-                    self.apply(&resolved, last.as_ref());
-                    last = Some(resolved);
                     self.refresh_interval
                 }
-                Err(error) => {
+                Err(_) => {
                     failures += 1;
-                    self.record_failure(&error, last.as_ref());
                     backoff(failures, self.refresh_interval)
                 }
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One resolution: on success the injected reference follows the tag; on failure `last`
+    /// (and what is injected) stays as it was.
+    pub async fn refresh(&self, last: &mut Option<Resolved>) -> Result<(), ResolveError> {
+        match self.resolver.resolve(&self.image, last.as_ref()).await {
+            Ok(resolved) => {
+                self.apply(&resolved, last.as_ref());
+                *last = Some(resolved);
+                Ok(())
+            }
+            Err(error) => {
+                self.record_failure(&error, last.as_ref());
+                Err(error)
+            }
         }
     }
 
@@ -120,6 +133,46 @@ impl Pinner {
             None => tracing::error!(image = %self.image, reason = error.label(), %error, "cannot resolve the tools image"),
         }
     }
+}
+
+/// `dragonfly-injector resolve IMAGE`: prints what `serve` would pin.
+pub async fn resolve_command(args: crate::cli::ResolveArgs) -> anyhow::Result<()> {
+    use crate::config::{AbsolutePath, Config, ConfigDuration};
+    let crate::cli::ResolveArgs { image, config, docker_config, ca_bundle, plain_http, timeout } = args;
+    let config = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let mut registry = config.registry.clone();
+    let absolute = |path: std::path::PathBuf| -> anyhow::Result<AbsolutePath> {
+        let path = std::path::absolute(&path)?;
+        AbsolutePath::try_from(path.display().to_string()).map_err(anyhow::Error::msg)
+    };
+    if let Some(path) = docker_config {
+        registry.docker_config = Some(absolute(path)?);
+    }
+    if let Some(path) = ca_bundle {
+        registry.ca_bundle = Some(absolute(path)?);
+    }
+    registry.plain_http.extend(plain_http);
+    if let Some(timeout) = timeout {
+        registry.timeout = ConfigDuration(timeout);
+    }
+    let resolver = Resolver::new(&registry).map_err(anyhow::Error::msg)?;
+    let resolved = resolver
+        .resolve(&image, None)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot resolve {image} ({}): {error}", error.label()))?;
+    let architectures: Vec<String> = config.tools.architectures.iter().map(|p| p.as_str().to_owned()).collect();
+    let missing = if resolved.is_index { index::missing(&architectures, &resolved.platforms) } else { architectures };
+    let list = |items: Vec<&str>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    println!("image:     {image}");
+    println!("digest:    {}", resolved.digest);
+    println!("pinned:    {}", resolved.pinned);
+    println!("kind:      {}", if resolved.is_index { "index (multi-arch)" } else { "single-platform manifest" });
+    println!("platforms: {}", list(resolved.platforms.iter().map(String::as_str).collect()));
+    println!("missing:   {}", list(missing.iter().map(String::as_str).collect()));
+    Ok(())
 }
 
 #[cfg(test)]

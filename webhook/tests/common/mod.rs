@@ -2,6 +2,8 @@
 //! client, and AdmissionReview fixtures.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;

@@ -1,0 +1,306 @@
+//! Pinning the tools image against a real registry on loopback: Debian's docker-registry, with
+//! real multi-arch indexes pushed by oci-client.
+
+mod common;
+
+use common::registry::{free_port, push_index, pushing_client, Registry, RegistryOptions};
+use common::{client_config, eventually, fixture, get, review_for, Connection, Pki};
+use dragonfly_injector::cli::{ClusterArgs, ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::config::Config;
+use dragonfly_injector::metrics::Metrics;
+use dragonfly_injector::pinning::resolver::{ResolveError, Resolver};
+use dragonfly_injector::pinning::{self, Pinner, ToolsImageCell};
+use dragonfly_injector::server;
+use oci_client::secrets::RegistryAuth;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config(yaml: &str) -> Config {
+    Config::from_yaml(yaml).unwrap()
+}
+
+fn plain_resolver(host: &str) -> Resolver {
+    Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], timeout: 5s}}\n")).registry).unwrap()
+}
+
+fn pinner(resolver: Resolver, image: &str) -> (Pinner, Arc<ToolsImageCell>, Arc<Metrics>) {
+    let tools = config(&format!("tools: {{image: \"{image}\"}}\n")).tools;
+    let (first, _) = pinning::initial(&tools);
+    let cell = Arc::new(ToolsImageCell::new(first.map(Arc::new)));
+    let metrics = Arc::new(Metrics::default());
+    let pinner = Pinner {
+        resolver,
+        image: image.to_owned(),
+        refresh_interval: Duration::from_secs(300),
+        architectures: vec!["linux/amd64".into(), "linux/arm64".into()],
+        cell: cell.clone(),
+        metrics: metrics.clone(),
+    };
+    (pinner, cell, metrics)
+}
+
+fn injected(cell: &ToolsImageCell) -> String {
+    cell.load().as_ref().unwrap().reference.clone()
+}
+
+#[tokio::test]
+async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions::default());
+    let client = pushing_client(None);
+    let digest = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64", "linux/arm/v7"], true, "a").await;
+    let resolved = plain_resolver(&registry.host).resolve(&format!("{}/dragonfly/tools:v1", registry.host), None).await.unwrap();
+    assert_eq!(resolved.digest, digest, "the index digest, not a platform's");
+    assert!(resolved.is_index);
+    assert_eq!(resolved.platforms.iter().map(String::as_str).collect::<Vec<_>>(), ["linux/amd64", "linux/arm/v7", "linux/arm64"]);
+    assert_eq!(resolved.pinned, format!("{}/dragonfly/tools:v1@{digest}", registry.host));
+}
+
+#[tokio::test]
+async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions::default());
+    let client = pushing_client(None);
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let first = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "first").await;
+    let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
+    assert_eq!(injected(&cell), image, "preferred: the tag until a digest is known");
+    assert!(cell.load().as_ref().unwrap().unpinned_warning.is_some());
+    let mut last = None;
+    pinner.refresh(&mut last).await.unwrap();
+    assert_eq!(injected(&cell), format!("{image}@{first}"));
+    assert!(cell.load().as_ref().unwrap().unpinned_warning.is_none());
+
+    let second = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "second").await;
+    assert_ne!(first, second);
+    assert_eq!(injected(&cell), format!("{image}@{first}"), "a moved tag changes nothing by itself");
+    pinner.refresh(&mut last).await.unwrap();
+    assert_eq!(injected(&cell), format!("{image}@{second}"));
+    let text = metrics.encode();
+    assert!(text.contains(&format!("dragonfly_injector_tools_image_info{{image=\"{image}\",digest=\"{second}\"}} 1")), "{text}");
+    assert!(!text.contains(&first), "the old digest's series is gone");
+
+    // The background loop does the same on its interval.
+    let (mut looping, cell, _) = self::pinner(plain_resolver(&registry.host), &image);
+    looping.refresh_interval = Duration::from_millis(100);
+    let task = tokio::spawn(looping.run());
+    eventually(10, "the loop pins the second digest", || {
+        let cell = cell.clone();
+        let expected = format!("{image}@{second}");
+        async move { cell.load().as_ref().is_some_and(|t| t.reference == expected) }
+    })
+    .await;
+    let third = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "third").await;
+    eventually(10, "the loop follows the moved tag", || {
+        let cell = cell.clone();
+        let expected = format!("{image}@{third}");
+        async move { cell.load().as_ref().is_some_and(|t| t.reference == expected) }
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_stopped_registry_keeps_the_last_good_digest() {
+    common::install_crypto();
+    let mut registry = Registry::start(RegistryOptions::default());
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let digest = push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
+    let mut last = None;
+    pinner.refresh(&mut last).await.unwrap();
+    registry.stop();
+    let error = pinner.refresh(&mut last).await.unwrap_err();
+    assert_eq!(error.label(), "unreachable", "{error}");
+    assert_eq!(injected(&cell), format!("{image}@{digest}"));
+    let text = metrics.encode();
+    assert!(text.contains(r#"dragonfly_injector_tools_image_resolution_failures_total{reason="unreachable"} 1"#), "{text}");
+    let since = text.lines().find(|l| l.starts_with("dragonfly_injector_tools_image_seconds_since_resolution ")).unwrap();
+    assert!(since.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 0.0, "{since}");
+}
+
+#[tokio::test]
+async fn an_index_missing_a_configured_platform_is_reported() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions::default());
+    let image = format!("{}/dragonfly/tools:amd64-only", registry.host);
+    push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "amd64-only", &["linux/amd64"], true, "a").await;
+    let (pinner, _, metrics) = pinner(plain_resolver(&registry.host), &image);
+    pinner.refresh(&mut None).await.unwrap();
+    let text = metrics.encode();
+    assert!(text.contains(r#"dragonfly_injector_tools_image_missing_platforms{platform="linux/arm64"} 1"#), "{text}");
+    assert!(text.contains(r#"dragonfly_injector_tools_image_missing_platforms{platform="linux/amd64"} 0"#), "{text}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
+    let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
+    let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let temp = tempfile::tempdir().unwrap();
+    let resolver_with = |password: &str| {
+        let path = temp.path().join(format!("{password}.json"));
+        std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "{password}"}}}}}}"#, registry.host)).unwrap();
+        Resolver::new(&config(&format!("registry: {{plainHttp: [\"{}\"], dockerConfig: {}, timeout: 5s}}\n", registry.host, path.display())).registry).unwrap()
+    };
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let (pinner, cell, metrics) = pinner(resolver_with("wrong"), &image);
+    let started = Instant::now();
+    let error = pinner.refresh(&mut None).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    assert!(matches!(error, ResolveError::Unauthorized(_)), "{error:?}");
+    assert!(error.to_string().starts_with("registry refused the credentials"), "{error}");
+    assert!(metrics.encode().contains(r#"tools_image_resolution_failures_total{reason="unauthorized"} 1"#));
+    assert_eq!(injected(&cell), image, "still the tag");
+
+    let resolved = resolver_with("s3cret").resolve(&image, None).await.unwrap();
+    assert_eq!(resolved.digest, digest);
+    let anonymous = plain_resolver(&registry.host).resolve(&image, None).await.unwrap_err();
+    assert_eq!(anonymous.label(), "unauthorized");
+}
+
+#[tokio::test]
+async fn a_tls_registry_needs_its_ca_and_works_with_it() {
+    common::install_crypto();
+    let pki = Pki::new("registry ca");
+    let leaf = pki.leaf("registry");
+    let registry = Registry::start(RegistryOptions { tls: Some(&leaf), ..Default::default() });
+    let digest = push_index(&pushing_client(Some(&pki.ca_pem)), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let untrusted = Resolver::new(&config("registry: {timeout: 5s}\n").registry).unwrap();
+    let error = untrusted.resolve(&image, None).await.unwrap_err();
+    assert_eq!(error.label(), "tls", "{error}");
+    let temp = tempfile::tempdir().unwrap();
+    let ca = temp.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let trusted = Resolver::new(&config(&format!("registry: {{caBundle: {}, timeout: 5s}}\n", ca.display())).registry).unwrap();
+    assert_eq!(trusted.resolve(&image, None).await.unwrap().digest, digest);
+    let bad = temp.path().join("bad.pem");
+    std::fs::write(&bad, "nothing").unwrap();
+    let error = Resolver::new(&config(&format!("registry: {{caBundle: {}}}\n", bad.display())).registry).err().unwrap();
+    assert!(error.contains("holds no PEM certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_is_cut_off_by_the_timeout() {
+    common::install_crypto();
+    // Accepts connections and then says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let resolver = Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], timeout: 500ms}}\n")).registry).unwrap();
+    let started = Instant::now();
+    let error = resolver.resolve(&format!("{host}/dragonfly/tools:v1"), None).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(["timeout", "unreachable"].contains(&error.label()), "{error}");
+    held.abort();
+}
+
+fn serve_args(dir: &std::path::Path, pki: &Pki, config_yaml: &str) -> ServeArgs {
+    let (cert, key) = pki.leaf("webhook").write_pair(dir);
+    let config = dir.join("injector.yaml");
+    std::fs::write(&config, config_yaml).unwrap();
+    ServeArgs {
+        config,
+        tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
+        listen: ListenArgs { listen: "127.0.0.1:0".parse().unwrap(), admin_listen: "127.0.0.1:0".parse().unwrap(), max_body_bytes: 1 << 20 },
+        cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
+        shutdown: ShutdownArgs { shutdown_delay: Duration::ZERO, drain_timeout: Duration::from_secs(5) },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_and_required_stays_unready() {
+    common::install_crypto();
+    let temp = tempfile::tempdir().unwrap();
+    let pki = Pki::new("webhook ca");
+    let host = format!("127.0.0.1:{}", free_port());
+    let image = format!("{host}/dragonfly/tools:v1");
+    let registry = format!("registry: {{plainHttp: [\"{host}\"], timeout: 1s}}\n");
+
+    let preferred = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{image}\"}}\n{registry}"))).await.unwrap();
+    let admin = preferred.admin_addr;
+    eventually(10, "ready with the tag", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    let mut connection = Connection::open(preferred.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
+    let reply = connection.post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap()).await.unwrap();
+    let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
+    assert_eq!(injected["spec"]["initContainers"][0]["image"], image.as_str());
+    let warnings = response["response"]["warnings"].to_string();
+    assert!(warnings.contains("not pinned to a digest yet"), "{warnings}");
+    eventually(10, "failures and the unpinned injection counted", || async move {
+        let text = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
+        text.contains(r#"tools_image_resolution_failures_total{reason="unreachable"}"#) && text.contains("dragonfly_injector_tools_image_unpinned_injections_total 1")
+    })
+    .await;
+    preferred.shutdown().await;
+
+    let temp = tempfile::tempdir().unwrap();
+    let required = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{image}\", pinning: required}}\n{registry}"))).await.unwrap();
+    let admin = required.admin_addr;
+    eventually(10, "the certificate loaded", || async move {
+        let reply = get(admin, "/readyz").await.unwrap();
+        let text = String::from_utf8(reply.body).unwrap();
+        reply.status == 503 && !text.contains("certificate") && text.contains("no usable tools image reference")
+    })
+    .await;
+    required.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_pins_at_start_up_and_injects_the_digest() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions::default());
+    let digest = push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "a").await;
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let temp = tempfile::tempdir().unwrap();
+    let pki = Pki::new("webhook ca");
+    let yaml = format!("tools: {{image: \"{image}\", pinning: required}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host);
+    let running = server::start(serve_args(temp.path(), &pki, &yaml)).await.unwrap();
+    let admin = running.admin_addr;
+    eventually(10, "ready once pinned", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    let mut connection = Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
+    let reply = connection.post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap()).await.unwrap();
+    let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
+    assert_eq!(injected["spec"]["initContainers"][0]["image"], format!("{image}@{digest}"));
+    assert!(response["response"].get("warnings").is_none());
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
+    common::install_crypto();
+    let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
+    let auth = RegistryAuth::Basic("robot".into(), "s3cret".into());
+    let digest = push_index(&pushing_client(None), &auth, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/s390x"], true, "a").await;
+    let temp = tempfile::tempdir().unwrap();
+    let docker_config = temp.path().join("config.json");
+    std::fs::write(&docker_config, format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "s3cret"}}}}}}"#, registry.host)).unwrap();
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
+            .args(["resolve", &image, "--plain-http", &registry.host, "--timeout", "5s"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--docker-config", docker_config.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains(&format!("digest:    {digest}")), "{text}");
+    assert!(text.contains(&format!("pinned:    {image}@{digest}")), "{text}");
+    assert!(text.contains("platforms: linux/amd64, linux/s390x"), "{text}");
+    assert!(text.contains("missing:   linux/arm64"), "{text}");
+
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(stderr.contains("(unauthorized)") && stderr.contains(&image), "{stderr}");
+}
