@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -56,6 +57,7 @@ pub struct Metrics {
     pub tools_image_resolved_at: std::sync::atomic::AtomicU64,
     tools_image_seconds_since: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub tools_image_unpinned_injections: Counter,
+    pub tools_image_missing_node_platforms: Family<PlatformLabels, Gauge>,
 }
 
 /// Sub-millisecond buckets: an injection takes tens of microseconds.
@@ -107,6 +109,12 @@ impl Default for Metrics {
             "Pods injected with the tools image by tag because no digest was known yet",
             tools_image_unpinned_injections.clone(),
         );
+        let tools_image_missing_node_platforms = Family::<PlatformLabels, Gauge>::default();
+        registry.register(
+            "tools_image_missing_node_platforms",
+            "1 for each platform of the cluster's nodes that the resolved tools image lacks",
+            tools_image_missing_node_platforms.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running version", build);
@@ -124,6 +132,7 @@ impl Default for Metrics {
             tools_image_resolved_at: std::sync::atomic::AtomicU64::new(0),
             tools_image_seconds_since,
             tools_image_unpinned_injections,
+            tools_image_missing_node_platforms,
         }
     }
 }
@@ -152,6 +161,17 @@ impl Metrics {
             let value = i64::from(missing.contains(platform));
             self.tools_image_missing_platforms.get_or_create(&PlatformLabels { platform: platform.clone() }).set(value);
         }
+    }
+
+    /// Exports which node platforms the image lacks; returns whether that changed.
+    pub fn set_missing_node_platforms(&self, nodes: &BTreeSet<String>, missing: &[String]) -> bool {
+        let mut changed = false;
+        for platform in nodes {
+            let value = i64::from(missing.contains(platform));
+            let gauge = self.tools_image_missing_node_platforms.get_or_create(&PlatformLabels { platform: platform.clone() });
+            changed |= gauge.set(value) != value;
+        }
+        changed
     }
 
     pub fn count_resolution_failure(&self, reason: &'static str) {

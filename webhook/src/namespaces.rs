@@ -1,13 +1,14 @@
-//! Namespace labels from a watch cache: metadata only, never an API call on the request path.
-//! The labels decide namespace-level opt-in and the Pod Security check.
+//! Watch caches, metadata only, never an API call on the request path: namespace labels decide
+//! namespace-level opt-in and the Pod Security check; node labels tell which platforms the
+//! tools image must serve.
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -54,5 +55,48 @@ impl NamespaceCache {
     pub fn labels(&self, namespace: &str) -> Option<Arc<BTreeMap<String, String>>> {
         let object = self.store.get(&ObjectRef::new(namespace))?;
         Some(Arc::new(object.metadata.labels.clone().unwrap_or_default()))
+    }
+}
+
+/// The platforms of the cluster's nodes, from their `kubernetes.io/os` and `kubernetes.io/arch`
+/// labels. Needs `list` and `watch` on nodes.
+#[derive(Clone)]
+pub struct NodeCache {
+    store: Store<PartialObjectMeta<Node>>,
+}
+
+impl NodeCache {
+    pub fn start(client: Client) -> Self {
+        let (store, writer) = reflector::store();
+        let api: Api<PartialObjectMeta<Node>> = Api::all(client);
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "node watch error (the architecture check needs list/watch on nodes); retrying with backoff");
+                }
+            }
+        });
+        NodeCache { store }
+    }
+
+    /// `None` until the first list has arrived.
+    pub fn platforms(&self) -> Option<BTreeSet<String>> {
+        if self.store.is_empty() {
+            return None;
+        }
+        Some(
+            self.store
+                .state()
+                .iter()
+                .filter_map(|node| {
+                    let labels = node.metadata.labels.as_ref()?;
+                    let arch = labels.get("kubernetes.io/arch")?;
+                    let os = labels.get("kubernetes.io/os").map_or("linux", String::as_str);
+                    Some(format!("{os}/{arch}"))
+                })
+                .collect(),
+        )
     }
 }

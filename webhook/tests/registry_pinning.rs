@@ -35,6 +35,7 @@ fn pinner(resolver: Resolver, image: &str) -> (Pinner, Arc<ToolsImageCell>, Arc<
         architectures: vec!["linux/amd64".into(), "linux/arm64".into()],
         cell: cell.clone(),
         metrics: metrics.clone(),
+        nodes: None,
     };
     (pinner, cell, metrics)
 }

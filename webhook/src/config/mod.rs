@@ -155,6 +155,9 @@ pub struct ToolsConfig {
     pub refresh_interval: ConfigDuration,
     /// Platforms the resolved index must provide; missing ones are logged and exported.
     pub architectures: Vec<Platform>,
+    /// With cluster access, also compare the index with the platforms of the cluster's nodes
+    /// (a watch on node metadata; needs list and watch on nodes).
+    pub check_node_architectures: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +182,7 @@ impl Default for ToolsConfig {
             pinning: Pinning::Preferred,
             refresh_interval: ConfigDuration(std::time::Duration::from_secs(300)),
             architectures: ["linux/amd64", "linux/arm64"].map(|p| Platform::try_from(p.to_owned()).expect("valid")).to_vec(),
+            check_node_architectures: true,
         }
     }
 }
@@ -343,6 +347,7 @@ tools:
   pinning: required
   refreshInterval: 90s
   architectures: [linux/amd64, linux/arm/v7]
+  checkNodeArchitectures: false
 transferFromDfdaemon: false
 excludeNamespaces: [kube-system, dragonfly-system]
 registry:
@@ -368,6 +373,7 @@ registry:
         assert_eq!(config.tools.pinning, Pinning::Required);
         assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(90));
         assert_eq!(config.tools.architectures[1].as_str(), "linux/arm/v7");
+        assert!(!config.tools.check_node_architectures);
         assert_eq!(config.registry.docker_config.as_ref().unwrap().as_str(), "/etc/dragonfly/registry/.dockerconfigjson");
         assert_eq!(config.registry.plain_http, ["localhost:5000"]);
         assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(3));

@@ -84,6 +84,17 @@ pub fn missing(required: &[String], available: &BTreeSet<String>) -> Vec<String>
         .collect()
 }
 
+/// The node platforms (`os/arch` from node labels, which carry no variant) that no platform of
+/// the index can serve. Windows nodes are left out: Windows pods are never injected.
+pub fn missing_for_nodes(nodes: &BTreeSet<String>, available: &BTreeSet<String>) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|node| !node.starts_with("windows/"))
+        .filter(|node| !available.iter().any(|p| p == *node || p.starts_with(&format!("{node}/"))))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +125,13 @@ mod tests {
         assert_eq!(read_manifest(&serde_json::to_vec(&image).unwrap()), Ok(ManifestKind::Image));
         assert!(read_manifest(b"{}").is_err());
         assert!(read_manifest(b"nope").is_err());
+    }
+
+    #[test]
+    fn node_platforms_are_served_by_any_variant() {
+        let available: BTreeSet<String> = ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"].map(String::from).into();
+        let nodes: BTreeSet<String> = ["linux/amd64", "linux/arm", "linux/arm64", "linux/s390x", "windows/amd64"].map(String::from).into();
+        assert_eq!(missing_for_nodes(&nodes, &available), ["linux/s390x"]);
     }
 
     #[test]

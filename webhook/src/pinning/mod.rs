@@ -50,6 +50,8 @@ pub struct Pinner {
     pub architectures: Vec<String>,
     pub cell: Arc<ToolsImageCell>,
     pub metrics: Arc<Metrics>,
+    /// With cluster access: the nodes' platforms, compared with the index on every refresh.
+    pub nodes: Option<crate::namespaces::NodeCache>,
 }
 
 /// Retry delays: 1 s doubling up to the refresh interval (at most 5 minutes), each scaled by a
@@ -87,6 +89,7 @@ impl Pinner {
         match self.resolver.resolve(&self.image, last.as_ref()).await {
             Ok(resolved) => {
                 self.apply(&resolved, last.as_ref());
+                self.check_nodes(&resolved);
                 *last = Some(resolved);
                 Ok(())
             }
@@ -123,6 +126,14 @@ impl Pinner {
             tracing::warn!(image = %self.image, digest = %resolved.digest, "the tools image is a single-platform manifest, not a multi-arch index: nodes of other architectures cannot run it");
         } else if !missing.is_empty() {
             tracing::warn!(image = %self.image, digest = %resolved.digest, missing = missing.join(","), "the tools image index lacks required platforms; pods on such nodes will fail to start their init container");
+        }
+    }
+
+    fn check_nodes(&self, resolved: &Resolved) {
+        let Some(nodes) = self.nodes.as_ref().and_then(|cache| cache.platforms()) else { return };
+        let missing = index::missing_for_nodes(&nodes, &resolved.platforms);
+        if self.metrics.set_missing_node_platforms(&nodes, &missing) && !missing.is_empty() {
+            tracing::warn!(image = %self.image, digest = %resolved.digest, missing = missing.join(","), "the cluster has nodes whose platform the tools image lacks; injected pods scheduled there will not start");
         }
     }
 

@@ -208,3 +208,31 @@ impl Resolver {
         Ok(Resolved { digest, pinned, is_index, platforms })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_roots_are_shipped_for_scratch_images() {
+        // The webhook image has no CA bundle; without these, TLS to public registries fails.
+        let roots = shipped_roots();
+        assert!(roots.len() > 100, "{}", roots.len());
+        assert!(roots.iter().all(|r| matches!(r.encoding, CertificateEncoding::Der) && !r.data.is_empty()));
+    }
+
+    #[test]
+    fn error_labels_are_the_documented_set() {
+        let errors = [
+            ResolveError::Timeout(Duration::from_secs(1)),
+            ResolveError::Unreachable(String::new()),
+            ResolveError::Tls(String::new()),
+            ResolveError::Unauthorized(String::new()),
+            ResolveError::RateLimited(String::new()),
+            ResolveError::NotFound(String::new()),
+            ResolveError::InvalidManifest(String::new()),
+            ResolveError::Registry(String::new()),
+        ];
+        assert_eq!(errors.map(|e| e.label()), ResolveError::LABELS);
+    }
+}

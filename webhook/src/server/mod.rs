@@ -10,7 +10,7 @@ use crate::cli::{ClusterArgs, ServeArgs, ShutdownArgs};
 use crate::config::Config;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
-use crate::namespaces::NamespaceCache;
+use crate::namespaces::{NamespaceCache, NodeCache};
 use crate::pinning::{self, resolver::Resolver, Pinner};
 use anyhow::Context as _;
 use arc_swap::ArcSwapOption;
@@ -50,13 +50,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
     }
 
-    let namespaces = match kube_client(&cluster).await? {
-        Some(client) => Some(NamespaceCache::start(client)),
-        None => {
-            tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in and the Pod Security check are off");
-            None
-        }
-    };
+    let client = kube_client(&cluster).await?;
+    if client.is_none() {
+        tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in, the Pod Security check and the node architecture check are off");
+    }
+    let namespaces = client.clone().map(NamespaceCache::start);
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::default());
@@ -73,6 +71,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             architectures: config.tools.architectures.iter().map(|p| p.as_str().to_owned()).collect(),
             cell: tools_image.clone(),
             metrics: metrics.clone(),
+            nodes: client.filter(|_| config.tools.check_node_architectures).map(NodeCache::start),
         };
         Some(tokio::spawn(pinner.run()))
     } else {
