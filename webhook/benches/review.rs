@@ -5,6 +5,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::Settings;
+use dragonfly_injector::pinning::ToolsImage;
 use serde_json::{json, Value};
 use std::hint::black_box;
 
@@ -63,7 +64,7 @@ fn review(pod: Value) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let settings = Settings::new(&Config::default(), Some("dragonfly-system")).unwrap();
-    let image = dragonfly_injector::pinning::ToolsImage { reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(), unpinned_warning: None };
+    let image = ToolsImage { reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(), unpinned_warning: None };
     let mut group = c.benchmark_group("review");
     for (shape, containers, env_vars) in [("small", 1, 2), ("typical", 1, 12), ("large", 20, 12)] {
         for opted_in in [true, false] {
@@ -74,6 +75,21 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| admission::review(black_box(body), &settings, &image, &|_| None).unwrap().body.len())
             });
         }
+    }
+    group.finish();
+
+    // Pinning adds nothing to the request path: the reference is read from a cell. With
+    // `preferred` before the first resolution, the tag goes in with one more warning.
+    let mut group = c.benchmark_group("tools-reference");
+    let body = review(pod(1, 12, true));
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    let variants = [
+        ("fixed-digest", ToolsImage { reference: format!("docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0@{digest}"), unpinned_warning: None }),
+        ("pinned-by-resolver", ToolsImage { reference: format!("registry.local/dragonfly/tools:v1@{digest}"), unpinned_warning: None }),
+        ("tag-with-warning", ToolsImage { reference: "registry.local/dragonfly/tools:v1".into(), unpinned_warning: Some("the tools image is not pinned to a digest yet".into()) }),
+    ];
+    for (name, tools) in variants {
+        group.bench_function(name, |b| b.iter(|| admission::review(black_box(&body), &settings, &tools, &|_| None).unwrap().body.len()));
     }
     group.finish();
 }
