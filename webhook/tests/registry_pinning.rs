@@ -272,6 +272,20 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
     let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
     assert_eq!(injected["spec"]["initContainers"][0]["image"], format!("{image}@{digest}"));
     assert!(response["response"].get("warnings").is_none());
+    let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
+    assert!(metrics.contains(&format!("tools_image_info{{image=\"{image}\",digest=\"{digest}\"}} 1")), "{metrics}");
+    running.shutdown().await;
+
+    // A digest in the config is used as given: ready at once, even with the registry gone.
+    drop(registry);
+    let temp = tempfile::tempdir().unwrap();
+    let fixed = format!("{image}@{digest}");
+    let running = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{fixed}\", pinning: required}}\n"))).await.unwrap();
+    let admin = running.admin_addr;
+    eventually(10, "ready without a registry", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
+    assert!(metrics.contains(&format!("digest=\"{digest}\"}} 1")), "{metrics}");
+    assert!(!metrics.contains("resolution_failures_total{"), "no registry call was made: {metrics}");
     running.shutdown().await;
 }
 
@@ -304,4 +318,26 @@ async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8(refused.stderr).unwrap();
     assert!(stderr.contains("(unauthorized)") && stderr.contains(&image), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for_a_token() {
+    common::install_crypto();
+    let tokens = common::token::TokenServer::start("robot", "s3cret").await;
+    let registry = Registry::start(RegistryOptions { token: Some(&tokens), ..Default::default() });
+    let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
+    let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "bearer").await;
+    let temp = tempfile::tempdir().unwrap();
+    let resolver_with = |password: &str| {
+        let path = temp.path().join(format!("{password}.json"));
+        let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("robot:{password}"));
+        std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.host)).unwrap();
+        Resolver::new(&config(&format!("registry: {{plainHttp: [\"{}\"], dockerConfig: {}, timeout: 5s}}\n", registry.host, path.display())).registry).unwrap()
+    };
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    assert_eq!(resolver_with("s3cret").resolve(&image, None).await.unwrap().digest, digest);
+    let refused = resolver_with("wrong").resolve(&image, None).await.unwrap_err();
+    assert_eq!(refused.label(), "unauthorized", "{refused}");
+    let anonymous = plain_resolver(&registry.host).resolve(&image, None).await.unwrap_err();
+    assert_eq!(anonymous.label(), "unauthorized", "{anonymous}");
 }

@@ -75,7 +75,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         };
         Some(tokio::spawn(pinner.run()))
     } else {
-        metrics.set_tools_image(config.tools.image.as_str(), "");
+        // A digest given in the config is exported as it is; `pinning: off` has none.
+        let digest = crate::config::parse_image_ref(config.tools.image.as_str()).ok().and_then(|p| p.digest).unwrap_or_default();
+        metrics.set_tools_image(config.tools.image.as_str(), digest);
         None
     };
     let state = Arc::new(WebhookState {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod token;
 
 use base64::Engine as _;
 use http_body_util::{BodyExt, Full};

@@ -21,7 +21,10 @@ pub struct Registry {
 #[derive(Default)]
 pub struct RegistryOptions<'a> {
     pub tls: Option<&'a Leaf>,
+    /// htpasswd (basic) authentication.
     pub user: Option<(&'a str, &'a str)>,
+    /// Token (bearer) authentication through this token server.
+    pub token: Option<&'a super::token::TokenServer>,
 }
 
 /// A port nothing listens on right now.
@@ -47,6 +50,16 @@ impl Registry {
             let hash = bcrypt::hash(password, 5).unwrap();
             std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
             config.push_str(&format!("auth:\n  htpasswd: {{realm: test, path: {}}}\n", dir.path().join("htpasswd").display()));
+        }
+        if let Some(token) = options.token {
+            std::fs::write(dir.path().join("token.pem"), &token.cert_pem).unwrap();
+            config.push_str(&format!(
+                "auth:\n  token: {{realm: \"{}\", service: {}, issuer: {}, rootcertbundle: {}}}\n",
+                token.realm,
+                super::token::SERVICE,
+                super::token::ISSUER,
+                dir.path().join("token.pem").display()
+            ));
         }
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
