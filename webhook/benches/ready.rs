@@ -9,7 +9,7 @@ use common::registry::{push_index, pushing_client, Registry, RegistryOptions};
 use common::Pki;
 use oci_client::secrets::RegistryAuth;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 20;
@@ -19,18 +19,7 @@ const RUNS: usize = 20;
 fn time_to_ready(dir: &std::path::Path, config: &str) -> Duration {
     std::fs::write(dir.join("injector.yaml"), config).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
-        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--shutdown-delay", "0s"])
-        .arg("--config")
-        .arg(dir.join("injector.yaml"))
-        .arg("--tls-cert-file")
-        .arg(dir.join("tls.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.join("tls.key"))
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::serve_command(dir).args(["--shutdown-delay", "0s"]).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let admin = loop {
         let line: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap_or_default();

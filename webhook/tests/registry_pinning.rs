@@ -23,6 +23,13 @@ fn plain_resolver(host: &str) -> Resolver {
     Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], timeout: 5s}}\n")).registry).unwrap()
 }
 
+/// A resolver for a plain-HTTP `host` whose Docker config file holds `entry` for it.
+fn resolver_with_credentials(dir: &std::path::Path, host: &str, name: &str, entry: &str) -> Resolver {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, format!(r#"{{"auths": {{"{host}": {entry}}}}}"#)).unwrap();
+    Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], dockerConfig: {}, timeout: 5s}}\n", path.display())).registry).unwrap()
+}
+
 fn pinner(resolver: Resolver, image: &str) -> (Pinner, Arc<ToolsImageCell>, Arc<Metrics>) {
     let tools = config(&format!("tools: {{image: \"{image}\"}}\n")).tools;
     let (first, _) = pinning::initial(&tools);
@@ -141,9 +148,7 @@ async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
     let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
-        let path = temp.path().join(format!("{password}.json"));
-        std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "{password}"}}}}}}"#, registry.host)).unwrap();
-        Resolver::new(&config(&format!("registry: {{plainHttp: [\"{}\"], dockerConfig: {}, timeout: 5s}}\n", registry.host, path.display())).registry).unwrap()
+        resolver_with_credentials(temp.path(), &registry.host, password, &format!(r#"{{"username": "robot", "password": "{password}"}}"#))
     };
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let (pinner, cell, metrics) = pinner(resolver_with("wrong"), &image);
@@ -329,10 +334,8 @@ async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for
     let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "bearer").await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
-        let path = temp.path().join(format!("{password}.json"));
         let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("robot:{password}"));
-        std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, registry.host)).unwrap();
-        Resolver::new(&config(&format!("registry: {{plainHttp: [\"{}\"], dockerConfig: {}, timeout: 5s}}\n", registry.host, path.display())).registry).unwrap()
+        resolver_with_credentials(temp.path(), &registry.host, password, &format!(r#"{{"auth": "{auth}"}}"#))
     };
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     assert_eq!(resolver_with("s3cret").resolve(&image, None).await.unwrap().digest, digest);

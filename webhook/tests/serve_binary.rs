@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -25,20 +25,7 @@ impl Server {
     fn start(dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
         pki.leaf("server").write_pair(dir);
         std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n").unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--config")
-            .arg(dir.join("injector.yaml"))
-            .arg("--tls-cert-file")
-            .arg(dir.join("tls.crt"))
-            .arg("--tls-key-file")
-            .arg(dir.join("tls.key"))
-            .args(extra)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::serve_command(dir).args(extra).spawn().unwrap();
         let (sender, lines) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {

@@ -102,6 +102,24 @@ impl KubeletDir {
     }
 }
 
+/// `dragonfly-injector serve` on ephemeral loopback ports with JSON logs on a piped standard
+/// error, using `injector.yaml`, `tls.crt` and `tls.key` in `dir`, outside any cluster.
+pub fn serve_command(dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"));
+    command
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(dir.join("injector.yaml"))
+        .arg("--tls-cert-file")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("tls.key"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
