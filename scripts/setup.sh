@@ -46,4 +46,6 @@ log "fetching crates"
 cargo fetch --locked
 log "fetching Go modules for the YAML oracle"
 (cd tests/yaml-oracle && GOTOOLCHAIN=auto go mod download)
-log "ready: $(cargo --version), $(go version)"
+log "building the pinned helm (cached outside the repository)"
+scripts/helm.sh >/dev/null
+log "ready: $(cargo --version), $(go version), $("$(scripts/helm.sh)" version --short)"

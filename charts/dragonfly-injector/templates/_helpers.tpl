@@ -1,0 +1,81 @@
+{{/* The release's full name, at most 63 characters. */}}
+{{- define "dragonfly-injector.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "dragonfly-injector.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "dragonfly-injector.labels" -}}
+{{ include "dragonfly-injector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: dragonfly
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "dragonfly-injector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "dragonfly-injector.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository:tag[@digest], the tag defaulting to the chart's appVersion. */}}
+{{- define "dragonfly-injector.imageRef" -}}
+{{- $tag := default (printf "v%s" .root.Chart.AppVersion) .image.tag -}}
+{{- if .image.digest -}}
+{{- printf "%s:%s@%s" .image.repository $tag .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "dragonfly-injector.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" -}}
+{{- required "tls.secret.name is required with tls.mode=secret" .Values.tls.secret.name -}}
+{{- else -}}
+{{- printf "%s-tls" (include "dragonfly-injector.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces the API server never sends to the webhook: the configured ones and the release's. */}}
+{{- define "dragonfly-injector.excludedNamespaces" -}}
+{{- toJson (uniq (append .Values.excludeNamespaces .Release.Namespace)) -}}
+{{- end -}}
+
+{{/* The webhook's config file, built from values (see the README's Configuration section). */}}
+{{- define "dragonfly-injector.config" -}}
+{{- $tools := dict
+  "image" (include "dragonfly-injector.imageRef" (dict "root" . "image" .Values.tools.image))
+  "pullPolicy" .Values.tools.pullPolicy
+  "mountPath" .Values.tools.mountPath
+  "resources" .Values.tools.resources
+  "imagePullSecrets" .Values.tools.pullSecrets
+  "pinning" .Values.tools.pinning
+  "refreshInterval" .Values.tools.refreshInterval
+  "architectures" .Values.tools.architectures
+  "checkNodeArchitectures" .Values.tools.checkNodeArchitectures -}}
+{{- $registry := dict "plainHttp" .Values.registry.plainHttp "timeout" .Values.registry.timeout -}}
+{{- if .Values.registry.dockerConfigSecret -}}
+{{- $_ := set $registry "dockerConfig" "/etc/dragonfly-injector/registry/.dockerconfigjson" -}}
+{{- end -}}
+{{- if .Values.registry.caBundle -}}
+{{- $_ := set $registry "caBundle" "/etc/dragonfly-injector/config/registry-ca.pem" -}}
+{{- end -}}
+{{- $config := dict
+  "proxy" (dict "port" .Values.proxy.port "hostFrom" .Values.proxy.hostFrom "envName" .Values.proxy.envName)
+  "socket" (dict "enabled" .Values.socket.enabled "path" .Values.socket.path)
+  "tools" $tools
+  "transferFromDfdaemon" .Values.transferFromDfdaemon
+  "excludeNamespaces" .Values.excludeNamespaces
+  "registry" $registry -}}
+{{- toYaml $config -}}
+{{- end -}}

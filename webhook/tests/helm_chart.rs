@@ -1,0 +1,395 @@
+//! The Helm chart, rendered by the pinned Helm (scripts/helm.sh) and checked by parsing what it
+//! renders: the webhook entries and selectors, the certificates, the RBAC rules, and the config
+//! file, which must load with the webhook's own config loader.
+
+use base64::Engine as _;
+use rustls::client::danger::ServerCertVerifier as _;
+use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
+use dragonfly_injector::inject::Settings;
+use dragonfly_injector::manifests::yaml::parse_documents;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const NAMESPACE: &str = "dragonfly-system";
+const FULLNAME: &str = "df-dragonfly-injector";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn helm() -> &'static PathBuf {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let output = Command::new(root().join("scripts/helm.sh")).output().expect("scripts/helm.sh runs");
+        assert!(output.status.success(), "building helm failed: {}", String::from_utf8_lossy(&output.stderr));
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
+}
+
+fn chart() -> String {
+    root().join("charts/dragonfly-injector").display().to_string()
+}
+
+fn helm_run(args: &[&str]) -> Output {
+    Command::new(helm()).args(args).output().unwrap()
+}
+
+fn template(extra: &[&str]) -> Output {
+    let chart = chart();
+    let mut args = vec!["template", "df", chart.as_str(), "--namespace", NAMESPACE];
+    args.extend_from_slice(extra);
+    helm_run(&args)
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    let output = template(extra);
+    assert!(output.status.success(), "helm template {extra:?}: {}", String::from_utf8_lossy(&output.stderr));
+    parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap()
+}
+
+fn all<'a>(documents: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    documents.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
+    let found = all(documents, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}, found {}", found.len());
+    found[0]
+}
+
+fn config_of(documents: &[Value]) -> Config {
+    let text = one(documents, "ConfigMap")["data"]["config.yaml"].as_str().unwrap();
+    Config::from_yaml(text).unwrap_or_else(|e| panic!("the chart's config does not load: {e}\n{text}"))
+}
+
+fn pem_of(base64_text: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(base64_text.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn lint_is_clean_in_every_mode() {
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    for values in [
+        vec![],
+        vec!["--set", "tls.mode=certManager"],
+        vec!["--set", "tls.mode=secret", "--set", "tls.secret.name=mine", "--set", &format!("tls.secret.caBundle={ca}")],
+        vec!["--set", "webhook.url=https://192.0.2.10:9443/mutate"],
+        vec!["--set", "serviceMonitor.enabled=true", "--set", "injection.enabled=false", "--set", "tools.checkNodeArchitectures=false"],
+    ] {
+        let chart = chart();
+        let mut args = vec!["lint", "--strict", chart.as_str()];
+        args.extend(values.iter().copied());
+        let output = helm_run(&args);
+        assert!(output.status.success(), "lint {values:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn the_default_install_has_everything_the_webhook_needs() {
+    let documents = render(&[]);
+    let mut kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Pod", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    );
+    assert_eq!(one(&documents, "Pod")["metadata"]["annotations"]["helm.sh/hook"], "test", "the only pod is the helm test");
+    for document in &documents {
+        let labels = &document["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/name"], "dragonfly-injector", "{}", document["kind"]);
+        assert_eq!(labels["app.kubernetes.io/instance"], "df");
+    }
+    let service = one(&documents, "Service");
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+}
+
+#[test]
+fn webhook_entries_send_only_pods_that_can_be_injected() {
+    let documents = render(&[]);
+    let configuration = one(&documents, "MutatingWebhookConfiguration");
+    let webhooks = configuration["webhooks"].as_array().unwrap();
+    let names: Vec<&str> = webhooks.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["namespace.pods.dragonfly.io", "annotated.pods.dragonfly.io", "legacy-namespace.pods.dragonfly.io"]);
+    for webhook in webhooks {
+        assert_eq!(webhook["admissionReviewVersions"], serde_json::json!(["v1"]));
+        assert_eq!(webhook["sideEffects"], "None");
+        assert_eq!(webhook["failurePolicy"], "Ignore");
+        assert_eq!(webhook["timeoutSeconds"], 5);
+        assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(webhook["matchPolicy"], "Equivalent");
+        assert_eq!(webhook["rules"], serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}]));
+        assert_eq!(webhook["clientConfig"]["service"], serde_json::json!({"name": FULLNAME, "namespace": NAMESPACE, "path": "/mutate", "port": 443}));
+        let expressions = webhook["namespaceSelector"]["matchExpressions"].as_array().unwrap();
+        assert_eq!(expressions[0], serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]}));
+        assert_eq!(webhook["matchConditions"].as_array().unwrap().len(), 1);
+    }
+    let selector = |i: usize| webhooks[i]["namespaceSelector"]["matchExpressions"].as_array().unwrap()[1..].to_vec();
+    assert_eq!(selector(0), [serde_json::json!({"key": "dragonfly.io/inject-p2p", "operator": "In", "values": ["enabled", "true"]})]);
+    assert_eq!(
+        selector(1),
+        [
+            serde_json::json!({"key": "dragonfly.io/inject-p2p", "operator": "NotIn", "values": ["enabled", "true"]}),
+            serde_json::json!({"key": "dragonfly.io/inject", "operator": "NotIn", "values": ["true"]}),
+        ]
+    );
+    // Ordinary namespaces: only annotated pods reach the webhook.
+    let asks = webhooks[1]["matchConditions"][0]["expression"].as_str().unwrap();
+    assert!(asks.contains("object.metadata.annotations['dragonfly.io/inject-p2p'] == 'true'"), "{asks}");
+    assert!(asks.contains("object.metadata.annotations['dragonfly.io/inject'] == 'true'"), "{asks}");
+    let opt_out = webhooks[0]["matchConditions"][0]["expression"].as_str().unwrap();
+    assert!(opt_out.contains("!= 'false'"), "{opt_out}");
+
+    let without_legacy = render(&["--set", "injection.legacyKeys=false", "--set", "excludeNamespaces={batch}"]);
+    let webhooks = one(&without_legacy, "MutatingWebhookConfiguration")["webhooks"].as_array().unwrap().clone();
+    assert_eq!(webhooks.len(), 2);
+    assert!(!webhooks[1]["matchConditions"][0]["expression"].as_str().unwrap().contains("'dragonfly.io/inject' in"));
+    assert_eq!(webhooks[0]["namespaceSelector"]["matchExpressions"][0]["values"], serde_json::json!(["batch", NAMESPACE]));
+
+    let fail = render(&["--set", "webhook.failurePolicy=Fail", "--set", "webhook.timeoutSeconds=10"]);
+    let webhook = &one(&fail, "MutatingWebhookConfiguration")["webhooks"][0];
+    assert_eq!((webhook["failurePolicy"].as_str(), webhook["timeoutSeconds"].as_i64()), (Some("Fail"), Some(10)));
+    assert!(all(&render(&["--set", "injection.enabled=false"]), "MutatingWebhookConfiguration").is_empty());
+}
+
+#[test]
+fn the_generated_certificate_is_signed_by_the_ca_bundle_and_names_the_service() {
+    let documents = render(&[]);
+    let secret = one(&documents, "Secret");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca_bundle = one(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"].clone();
+    assert_eq!(secret["data"]["ca.crt"], ca_bundle, "the Secret's CA is the one the API server trusts");
+    let ca_pem = pem_of(&ca_bundle);
+    let leaf_pem = pem_of(&secret["data"]["tls.crt"]);
+    let key_pem = pem_of(&secret["data"]["tls.key"]);
+    let (_, ca) = x509_parser::pem::parse_x509_pem(&ca_pem).unwrap();
+    let ca = ca.parse_x509().unwrap();
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(&leaf_pem).unwrap();
+    let leaf = leaf.parse_x509().unwrap();
+    assert!(ca.is_ca());
+    assert_eq!(leaf.issuer(), ca.subject());
+    // Verified as the API server's TLS client will: chained to the caBundle, for each name.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&ca_pem).unwrap().1.contents)).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let leaf_der = rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&leaf_pem).unwrap().1.contents);
+    for name in [format!("{FULLNAME}.{NAMESPACE}.svc"), format!("{FULLNAME}.{NAMESPACE}.svc.cluster.local")] {
+        let server_name = rustls::pki_types::ServerName::try_from(name.clone()).unwrap();
+        verifier
+            .verify_server_cert(&leaf_der, &[], &server_name, &[], rustls::pki_types::UnixTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let names: Vec<String> = leaf
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for name in [FULLNAME.to_owned(), format!("{FULLNAME}.{NAMESPACE}"), format!("{FULLNAME}.{NAMESPACE}.svc"), format!("{FULLNAME}.{NAMESPACE}.svc.cluster.local")] {
+        assert!(names.contains(&format!("DNSName({name})")), "{name} missing from {names:?}");
+    }
+    assert!(String::from_utf8(key_pem).unwrap().contains("PRIVATE KEY"));
+}
+
+#[test]
+fn cert_manager_and_existing_secret_modes() {
+    let documents = render(&["--set", "tls.mode=certManager"]);
+    assert!(all(&documents, "Secret").is_empty(), "cert-manager writes the Secret");
+    let certificate = one(&documents, "Certificate");
+    assert_eq!(certificate["spec"]["secretName"], format!("{FULLNAME}-tls"));
+    let dns: Vec<&str> = certificate["spec"]["dnsNames"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert!(dns.contains(&format!("{FULLNAME}.{NAMESPACE}.svc").as_str()));
+    assert_eq!(one(&documents, "Issuer")["spec"]["selfSigned"], serde_json::json!({}));
+    let configuration = one(&documents, "MutatingWebhookConfiguration");
+    assert_eq!(configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"], format!("{NAMESPACE}/{FULLNAME}"));
+    assert!(configuration["webhooks"][0]["clientConfig"].get("caBundle").is_none());
+    let with_issuer = render(&["--set", "tls.mode=certManager", "--set", "tls.certManager.issuerRef.name=corp-ca", "--set", "tls.certManager.issuerRef.kind=ClusterIssuer"]);
+    assert!(all(&with_issuer, "Issuer").is_empty());
+    assert_eq!(one(&with_issuer, "Certificate")["spec"]["issuerRef"], serde_json::json!({"name": "corp-ca", "kind": "ClusterIssuer"}));
+
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    let documents = render(&["--set", "tls.mode=secret", "--set", "tls.secret.name=corp-tls", "--set", &format!("tls.secret.caBundle={ca}")]);
+    assert!(all(&documents, "Secret").is_empty());
+    assert_eq!(pem_of(&one(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]), ca.as_bytes());
+    let volumes = &one(&documents, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    assert!(volumes.as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "corp-tls"));
+    let missing = template(&["--set", "tls.mode=secret"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("tls.secret.caBundle (PEM) is required"));
+    let missing = template(&["--set", "tls.mode=secret", "--set", &format!("tls.secret.caBundle={ca}")]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("tls.secret.name is required"));
+}
+
+#[test]
+fn a_url_replaces_the_service_for_a_webhook_outside_the_cluster() {
+    let documents = render(&["--set", "webhook.url=https://192.0.2.10:9443/mutate"]);
+    for webhook in one(&documents, "MutatingWebhookConfiguration")["webhooks"].as_array().unwrap() {
+        assert_eq!(webhook["clientConfig"]["url"], "https://192.0.2.10:9443/mutate");
+        assert!(webhook["clientConfig"].get("service").is_none());
+        assert!(webhook["clientConfig"]["caBundle"].is_string());
+    }
+    assert!(!template(&["--set", "webhook.url=http://insecure/mutate"]).status.success(), "only https URLs");
+}
+
+#[test]
+fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
+    let defaults = config_of(&render(&[]));
+    assert_eq!(defaults.tools.image.as_str(), DEFAULT_TOOLS_IMAGE, "chart and binary agree on the default tools image");
+    assert_eq!(defaults, Config { tools: defaults.tools.clone(), ..Config::default() });
+    assert_eq!(defaults.tools, Config::default().tools, "the chart's defaults are the binary's defaults");
+    Settings::new(&defaults, Some(NAMESPACE)).unwrap();
+
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    let documents = render(&[
+        "--set", "proxy.port=65001",
+        "--set", "proxy.hostFrom=hostIP",
+        "--set", "socket.enabled=false",
+        "--set", "transferFromDfdaemon=false",
+        "--set", &format!("tools.image.digest={digest}"),
+        "--set", "tools.image.tag=v9",
+        "--set", "tools.pinning=required",
+        "--set", "tools.refreshInterval=90s",
+        "--set", "tools.pullSecrets={regcred}",
+        "--set", "tools.architectures={linux/amd64,linux/s390x}",
+        "--set", "registry.dockerConfigSecret=registry-creds",
+        "--set", &format!("registry.caBundle={ca}"),
+        "--set", "registry.plainHttp={registry.local:5000}",
+        "--set", "excludeNamespaces={kube-system,batch}",
+    ]);
+    let config = config_of(&documents);
+    assert_eq!(config.proxy.port.0, 65001);
+    assert_eq!(config.proxy.host_from, HostFrom::HostIp);
+    assert!(!config.socket.enabled);
+    assert!(!config.transfer_from_dfdaemon.0);
+    assert_eq!(config.tools.image.as_str(), format!("docker.io/dragonflyoss/dragonfly-injector-tools:v9@{digest}"));
+    assert_eq!(config.tools.pinning, Pinning::Required);
+    assert_eq!(config.tools.refresh_interval.0.as_secs(), 90);
+    assert_eq!(config.tools.image_pull_secrets[0].as_str(), "regcred");
+    assert_eq!(config.tools.architectures[1].as_str(), "linux/s390x");
+    assert_eq!(config.registry.plain_http, ["registry.local:5000"]);
+    assert_eq!(config.exclude_namespaces.0.iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["kube-system", "batch"]);
+    // Files the config names are where the Deployment mounts them.
+    let pod = &one(&documents, "Deployment")["spec"]["template"]["spec"];
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    let docker_config = config.registry.docker_config.as_ref().unwrap().as_str().to_owned();
+    assert!(mounts.iter().any(|m| docker_config.starts_with(m["mountPath"].as_str().unwrap())), "{docker_config}");
+    assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "registry-creds"));
+    let ca_path = config.registry.ca_bundle.as_ref().unwrap().as_str().to_owned();
+    assert_eq!(ca_path, "/etc/dragonfly-injector/config/registry-ca.pem");
+    assert_eq!(one(&documents, "ConfigMap")["data"]["registry-ca.pem"].as_str().unwrap().trim(), ca);
+}
+
+#[test]
+fn the_deployment_is_restricted_probed_and_rolls_on_config_changes() {
+    let documents = render(&[]);
+    let deployment = one(&documents, "Deployment");
+    let spec = &deployment["spec"]["template"]["spec"];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30, "delay 5 s + drain 15 s + 10 s");
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(spec["topologySpreadConstraints"][0]["topologyKey"], "kubernetes.io/hostname");
+    let container = &spec["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(container["readinessProbe"]["httpGet"], serde_json::json!({"path": "/readyz", "port": "admin"}));
+    assert_eq!(container["livenessProbe"]["httpGet"], serde_json::json!({"path": "/livez", "port": "admin"}));
+    assert_eq!(container["image"], "docker.io/dragonflyoss/dragonfly-injector:v0.1.0");
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[0], "serve");
+    for expected in ["--config=/etc/dragonfly-injector/config/config.yaml", "--tls-cert-file=/etc/dragonfly-injector/tls/tls.crt", "--listen=0.0.0.0:9443", "--admin-listen=0.0.0.0:9090", "--shutdown-delay=5s", "--drain-timeout=15s"] {
+        assert!(args.contains(&expected), "{expected} in {args:?}");
+    }
+    assert_eq!(container["env"][0]["name"], "POD_NAMESPACE");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["dragonfly.io/inject-p2p"], "false");
+    let checksum = |documents: &[Value]| one(documents, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone();
+    assert_eq!(checksum(&documents), checksum(&render(&[])));
+    assert_ne!(checksum(&documents), checksum(&render(&["--set", "proxy.port=65001"])), "a config change rolls the pods");
+    assert_eq!(one(&documents, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
+}
+
+#[test]
+fn rbac_is_the_least_the_webhook_needs() {
+    let rules = |documents: &[Value]| one(documents, "ClusterRole")["rules"].clone();
+    assert_eq!(
+        rules(&render(&[])),
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+        ])
+    );
+    assert_eq!(
+        rules(&render(&["--set", "tools.checkNodeArchitectures=false"])),
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = one(&render(&[]), "ClusterRoleBinding").clone();
+    assert_eq!(binding["subjects"][0], serde_json::json!({"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}));
+}
+
+#[test]
+fn wrong_value_types_fail_with_the_schema_message() {
+    for (set, needle) in [
+        ("replicaCount=two", "replicaCount"),
+        ("webhook.timeoutSeconds=60", "timeoutSeconds"),
+        ("tools.pinning=always", "pinning"),
+        ("proxy.port=70000", "port"),
+        ("prxy.port=4001", "prxy"),
+        ("tools.refreshInterval=soon", "refreshInterval"),
+        ("tls.mode=manual", "mode"),
+    ] {
+        let output = template(&["--set", set]);
+        assert!(!output.status.success(), "{set} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("values don't meet the specifications of the schema"), "{set}: {stderr}");
+        assert!(stderr.contains(needle), "{set}: {stderr}");
+    }
+}
+
+#[test]
+fn the_helm_test_pod_asks_for_injection_outside_the_release_namespace() {
+    let output = template(&["--show-only", "templates/tests/test-injection.yaml"]);
+    assert!(output.status.success());
+    let pod = &parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap()[0];
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(pod["metadata"]["annotations"]["dragonfly.io/inject-p2p"], "true");
+    assert_eq!(pod["metadata"]["namespace"], "default");
+    let script = pod["spec"]["containers"][0]["command"][2].as_str().unwrap();
+    assert!(script.contains("$DRAGONFLY_INJECT_PROXY") && script.contains("/dragonfly/bin/dfget"), "{script}");
+}
+
+#[test]
+fn it_installs_as_a_dependency_of_another_chart() {
+    let temp = tempfile::tempdir().unwrap();
+    let parent = temp.path().join("dragonfly-stack");
+    std::fs::create_dir_all(parent.join("templates")).unwrap();
+    std::fs::write(
+        parent.join("Chart.yaml"),
+        format!(
+            "apiVersion: v2\nname: dragonfly-stack\nversion: 1.0.0\ndependencies:\n  - name: dragonfly-injector\n    version: 0.1.0\n    repository: file://{}\n    condition: dragonfly-injector.enabled\n",
+            chart()
+        ),
+    )
+    .unwrap();
+    std::fs::write(parent.join("values.yaml"), "dragonfly-injector:\n  enabled: true\n  proxy:\n    port: 65001\n").unwrap();
+    let build = helm_run(&["dependency", "build", parent.to_str().unwrap()]);
+    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    let output = helm_run(&["template", "stack", parent.to_str().unwrap(), "--namespace", "dragonfly-system"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let documents = parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    assert_eq!(one(&documents, "Deployment")["metadata"]["name"], "stack-dragonfly-injector");
+    assert_eq!(config_of(&documents).proxy.port.0, 65001, "values pass through the parent");
+}
