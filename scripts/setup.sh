@@ -48,4 +48,6 @@ log "fetching Go modules for the YAML oracle"
 (cd tests/yaml-oracle && GOTOOLCHAIN=auto go mod download)
 log "building the pinned helm (cached outside the repository)"
 scripts/helm.sh >/dev/null
+log "building etcd, kube-apiserver, kube-controller-manager and kubectl (cached; minutes the first time)"
+scripts/control-plane.sh >/dev/null
 log "ready: $(cargo --version), $(go version), $("$(scripts/helm.sh)" version --short)"

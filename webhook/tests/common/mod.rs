@@ -2,6 +2,7 @@
 //! client, and AdmissionReview fixtures.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod registry;
 pub mod token;
 
@@ -41,6 +42,17 @@ impl Pki {
         ca_params.distinguished_name.push(DnType::CommonName, name);
         let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
         Pki { ca_params, ca_key, ca_pem }
+    }
+
+    /// A client certificate (no SANs) with the given CN and organisation (Kubernetes group).
+    pub fn client(&self, common_name: &str, organisation: &str) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::OrganizationName, organisation);
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
     }
 
     pub fn leaf(&self, common_name: &str) -> Leaf {

@@ -1,0 +1,196 @@
+//! A real Kubernetes control plane on loopback for the end-to-end tests: etcd, kube-apiserver
+//! and kube-controller-manager built by scripts/control-plane.sh, with certificates made here.
+//! No scheduler and no kubelet: pods are stored, never run, which is all admission needs.
+
+use super::{registry::free_port, Pki};
+use base64::Engine as _;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ControlPlane {
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    /// kubectl of the same version as the API server, built with it.
+    pub kubectl: PathBuf,
+    pub server: String,
+    children: Vec<(String, Child)>,
+}
+
+/// Starts `program` so that it dies with the test process, whatever happens to the test.
+pub fn spawn_tied(command: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap()
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+pub fn control_plane_binaries() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/control-plane.sh");
+    let output = Command::new(script).stderr(Stdio::inherit()).output().expect("scripts/control-plane.sh runs");
+    assert!(output.status.success(), "building the control plane failed");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+impl ControlPlane {
+    pub fn start(binaries: &Path) -> ControlPlane {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_owned();
+        let path = |name: &str| base.join(name);
+        let pki = Pki::new("kubernetes-ca");
+        std::fs::write(path("ca.crt"), &pki.ca_pem).unwrap();
+        pki.leaf("kube-apiserver").write_pair(dir.path());
+        let admin = pki.client("admin", "system:masters");
+        let service_accounts = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(path("sa.key"), service_accounts.serialize_pem()).unwrap();
+        std::fs::write(path("sa.pub"), service_accounts.public_key_pem()).unwrap();
+
+        let etcd_port = free_port();
+        let peer_port = free_port();
+        let api_port = free_port();
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = path("admin.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\n\
+                 users:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
+                 contexts:\n- name: e2e\n  context: {{cluster: e2e, user: admin}}\ncurrent-context: e2e\n",
+                b64(&pki.ca_pem),
+                b64(&admin.cert_pem),
+                b64(&admin.key_pem)
+            ),
+        )
+        .unwrap();
+
+        let mut plane = ControlPlane { dir, kubeconfig, kubectl: binaries.join("kubectl"), server, children: Vec::new() };
+        let etcd = format!("http://127.0.0.1:{etcd_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        plane.spawn(
+            "etcd",
+            Command::new(binaries.join("etcd")).args([
+                "--name=e2e",
+                &format!("--data-dir={}", path("etcd").display()),
+                &format!("--listen-client-urls={etcd}"),
+                &format!("--advertise-client-urls={etcd}"),
+                &format!("--listen-peer-urls={peer}"),
+                &format!("--initial-advertise-peer-urls={peer}"),
+                &format!("--initial-cluster=e2e={peer}"),
+                "--log-level=error",
+            ]),
+        );
+        plane.wait_for_port(etcd_port, "etcd");
+        plane.spawn(
+            "kube-apiserver",
+            Command::new(binaries.join("kube-apiserver")).args([
+                &format!("--etcd-servers={etcd}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={api_port}"),
+                &format!("--tls-cert-file={}", path("tls.crt").display()),
+                &format!("--tls-private-key-file={}", path("tls.key").display()),
+                &format!("--client-ca-file={}", path("ca.crt").display()),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                &format!("--service-account-key-file={}", path("sa.pub").display()),
+                &format!("--service-account-signing-key-file={}", path("sa.key").display()),
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                &format!("--cert-dir={}", path("apiserver-certs").display()),
+            ]),
+        );
+        plane.wait_until(Duration::from_secs(90), "kube-apiserver ready", |plane| {
+            plane.kubectl(&["get", "--raw", "/readyz"]).status.success()
+                && plane.kubectl(&["get", "namespace", "default"]).status.success()
+        });
+        let kcm_port = free_port();
+        plane.spawn(
+            "kube-controller-manager",
+            Command::new(binaries.join("kube-controller-manager")).args([
+                &format!("--kubeconfig={}", plane.kubeconfig.display()),
+                &format!("--authentication-kubeconfig={}", plane.kubeconfig.display()),
+                &format!("--authorization-kubeconfig={}", plane.kubeconfig.display()),
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                &format!("--secure-port={kcm_port}"),
+                &format!("--cert-dir={}", path("kcm-certs").display()),
+                &format!("--service-account-private-key-file={}", path("sa.key").display()),
+                &format!("--root-ca-file={}", path("ca.crt").display()),
+                "--controllers=*",
+            ]),
+        );
+        // The service account controller creates `default` in each namespace; pods need it.
+        plane.wait_until(Duration::from_secs(60), "default service account", |plane| {
+            plane.kubectl(&["get", "serviceaccount", "default", "-n", "default"]).status.success()
+        });
+        plane
+    }
+
+    fn spawn(&mut self, name: &str, command: &mut Command) {
+        let child = spawn_tied(command, &self.dir.path().join(format!("{name}.log")));
+        self.children.push((name.to_owned(), child));
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    fn wait_for_port(&mut self, port: u16, what: &str) {
+        self.wait_until(Duration::from_secs(30), what, |_| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    /// Polls `check` every 100 ms; panics with the logs if it never holds or a process died.
+    pub fn wait_until(&mut self, limit: Duration, what: &str, mut check: impl FnMut(&ControlPlane) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check(self) {
+                return;
+            }
+            let dead = self.children.iter_mut().find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (name.clone(), s)));
+            if let Some((name, status)) = dead {
+                panic!("{name} exited ({status}) while waiting for {what}:\n{}", self.log(&name).lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs kubectl against this control plane.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.kubectl).arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args).output().expect("kubectl runs")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! End to end against a real control plane (etcd, kube-apiserver, kube-controller-manager built
+//! from the Go module proxy): the chart is installed with `helm install`, the webhook runs on
+//! the host with the config and certificate the chart stored, and every scenario reads back what
+//! the API server stored. One control plane serves all scenarios; this binary runs them itself
+//! (harness = false) so that it can tear everything down whatever happens.
+
+mod common;
+
+use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane};
+use common::registry::{free_port, push_index, pushing_client, Registry, RegistryOptions};
+use common::{KubeletDir, Leaf, Pki};
+use oci_client::secrets::RegistryAuth;
+use serde_json::{json, Value};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const RELEASE_NAMESPACE: &str = "dragonfly-system";
+const FULLNAME: &str = "df-dragonfly-injector";
+
+struct Env {
+    plane: ControlPlane,
+    _registry: Registry,
+    pinned_image: String,
+    webhook_pki: Pki,
+    certs: std::sync::Mutex<KubeletDir>,
+    webhook: std::sync::Mutex<Option<Child>>,
+    webhook_args: Vec<String>,
+    webhook_port: u16,
+    admin_port: u16,
+    work: PathBuf,
+}
+
+fn run(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{command:?} failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn helm() -> PathBuf {
+    let output = run(&mut Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/helm.sh")));
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.get(9..12)?.parse().ok()?;
+    Some((status, reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Env {
+    fn setup() -> Env {
+        common::install_crypto();
+        let binaries = control_plane_binaries();
+        let helm = helm();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let registry = Registry::start(RegistryOptions::default());
+        let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "e2e"));
+        let plane = ControlPlane::start(&binaries);
+        let work = plane.dir.path().join("webhook");
+        std::fs::create_dir_all(&work).unwrap();
+
+        // The chart, installed for real, pointing the API server at the webhook on the host.
+        let webhook_pki = Pki::new("webhook-ca");
+        let leaf = webhook_pki.leaf("webhook");
+        let (webhook_port, admin_port) = (free_port(), free_port());
+        std::fs::write(work.join("ca.pem"), &webhook_pki.ca_pem).unwrap();
+        leaf.write_pair(&work);
+        run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "namespace", RELEASE_NAMESPACE]));
+        run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "secret", "tls", "webhook-tls", "-n", RELEASE_NAMESPACE])
+            .arg(format!("--cert={}", work.join("tls.crt").display())).arg(format!("--key={}", work.join("tls.key").display())));
+        let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/dragonfly-injector");
+        run(Command::new(&helm).args(["install", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"]).arg(&plane.kubeconfig).args([
+            "--set", &format!("webhook.url=https://127.0.0.1:{webhook_port}/mutate"),
+            "--set", "webhook.failurePolicy=Fail",
+            "--set", "tls.mode=secret",
+            "--set", "tls.secret.name=webhook-tls",
+            "--set-file", &format!("tls.secret.caBundle={}", work.join("ca.pem").display()),
+            "--set", &format!("tools.image.repository={}/dragonfly/tools", registry.host),
+            "--set", "tools.image.tag=v1",
+            "--set", "tools.pinning=required",
+            "--set", &format!("registry.plainHttp={{{}}}", registry.host),
+        ]));
+
+        // The webhook runs with exactly what the chart stored.
+        let stored = |args: &[&str]| String::from_utf8(run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(args)).stdout).unwrap();
+        let config = stored(&["get", "configmap", FULLNAME, "-n", RELEASE_NAMESPACE, "-o", "jsonpath={.data.config\\.yaml}"]);
+        std::fs::write(work.join("config.yaml"), &config).unwrap();
+        let secret: Value = serde_json::from_str(&stored(&["get", "secret", "webhook-tls", "-n", RELEASE_NAMESPACE, "-o", "json"])).unwrap();
+        let decode = |key: &str| String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret["data"][key].as_str().unwrap()).unwrap()).unwrap();
+        let certs_dir = work.join("certs");
+        std::fs::create_dir_all(&certs_dir).unwrap();
+        let certs = KubeletDir::new(&certs_dir, &Leaf { cert_pem: decode("tls.crt"), key_pem: decode("tls.key"), der: leaf.der.clone() });
+        let webhook_args = vec![
+            "--log-format=json".to_owned(),
+            "serve".to_owned(),
+            format!("--config={}", work.join("config.yaml").display()),
+            format!("--tls-cert-file={}", certs.cert().display()),
+            format!("--tls-key-file={}", certs.key().display()),
+            "--tls-poll-interval=1h".to_owned(),
+            format!("--listen=127.0.0.1:{webhook_port}"),
+            format!("--admin-listen=127.0.0.1:{admin_port}"),
+            format!("--kubeconfig={}", plane.kubeconfig.display()),
+            format!("--namespace={RELEASE_NAMESPACE}"),
+            "--shutdown-delay=0s".to_owned(),
+        ];
+        let env = Env {
+            pinned_image: format!("{}/dragonfly/tools:v1@{digest}", registry.host),
+            _registry: registry,
+            plane,
+            webhook_pki,
+            certs: std::sync::Mutex::new(certs),
+            webhook: std::sync::Mutex::new(None),
+            webhook_args,
+            webhook_port,
+            admin_port,
+            work,
+        };
+        env.start_webhook();
+        env
+    }
+
+    fn start_webhook(&self) {
+        let child = spawn_tied(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(&self.webhook_args), &self.work.join("webhook.log"));
+        *self.webhook.lock().unwrap() = Some(child);
+        wait(Duration::from_secs(60), "the webhook ready (certificate, pinned digest, namespace cache)", || {
+            matches!(http_get(self.admin_port, "/readyz"), Some((200, _)))
+        });
+    }
+
+    fn stop_webhook(&self) {
+        if let Some(mut child) = self.webhook.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        self.plane.kubectl(args)
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn apply(&self, manifest: &Value) -> std::process::Output {
+        self.plane.kubectl_stdin(&["create", "-f", "-", "-o", "json"], &manifest.to_string())
+    }
+
+    fn get(&self, kind: &str, namespace: &str, name: &str) -> Value {
+        serde_json::from_str(&self.kubectl_ok(&["get", kind, name, "-n", namespace, "-o", "json"])).unwrap()
+    }
+
+    fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let output = self.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        wait(Duration::from_secs(30), "the namespace's default service account", || {
+            self.kubectl(&["get", "serviceaccount", "default", "-n", name]).status.success()
+        });
+    }
+
+    /// The webhook learns namespace labels from a watch; a server-side dry run tells when a
+    /// freshly labelled namespace is known to it, without storing anything.
+    fn wait_until_webhook_knows(&self, namespace: &str, probe: &Value, known: impl Fn(&Value) -> bool) {
+        wait(Duration::from_secs(30), "the webhook's namespace cache", || {
+            let output = self.plane.kubectl_stdin(&["create", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json"], &probe.to_string());
+            output.status.success() && known(&serde_json::from_slice(&output.stdout).unwrap())
+        });
+    }
+
+    fn admission_requests(&self) -> f64 {
+        let (_, text) = http_get(self.admin_port, "/metrics").unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("dragonfly_injector_admission_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+fn pod(name: &str, annotations: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations},
+        "spec": {"containers": [{"name": "app", "image": "debian:bookworm-slim", "command": ["sleep", "infinity"]}]}})
+}
+
+fn env_names(container: &Value) -> Vec<String> {
+    container["env"].as_array().map(|e| e.iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+}
+
+fn is_injected(pod: &Value) -> bool {
+    pod["metadata"]["annotations"]["dragonfly.io/injected"].is_string()
+}
+
+fn assert_fully_injected(env: &Env, pod: &Value) {
+    assert!(is_injected(pod), "{pod}");
+    let spec = &pod["spec"];
+    let app = &spec["containers"][0];
+    let names = env_names(app);
+    assert_eq!(&names[..4], ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"], "{names:?}");
+    assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
+    let init = &spec["initContainers"][0];
+    assert_eq!(init["name"], "dragonfly-tools");
+    assert_eq!(init["image"], env.pinned_image.as_str(), "pinned to the index digest from the registry");
+    let volumes = spec["volumes"].as_array().unwrap();
+    assert!(volumes.iter().any(|v| v["name"] == "dragonfly-tools" && v["emptyDir"].is_object()));
+    assert!(volumes.iter().any(|v| v["hostPath"]["path"] == "/var/run/dragonfly" && v["hostPath"]["type"] == "DirectoryOrCreate"));
+    let mounts: Vec<&str> = app["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert!(mounts.contains(&"/var/run/dragonfly") && mounts.contains(&"/dragonfly/bin"), "{mounts:?}");
+}
+
+fn annotated_pod_is_stored_injected(env: &Env) {
+    env.namespace("e2e-annotated", &[]);
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &pod("web", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_fully_injected(env, &env.get("pod", "e2e-annotated", "web"));
+}
+
+fn unannotated_pod_never_reaches_the_webhook(env: &Env) {
+    env.namespace("e2e-plain", &[]);
+    let before = env.admission_requests();
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-plain", "-f", "-"], &pod("plain", json!({"example.com/other": "x"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = env.get("pod", "e2e-plain", "plain");
+    assert!(stored["spec"].get("initContainers").is_none() && !is_injected(&stored));
+    assert_eq!(env.admission_requests(), before, "matchConditions kept the pod away from the webhook");
+}
+
+fn labelled_namespace_injects_and_respects_opt_out(env: &Env) {
+    env.namespace("e2e-labelled", &[("dragonfly.io/inject-p2p", "enabled")]);
+    env.wait_until_webhook_knows("e2e-labelled", &pod("probe", json!({})), is_injected);
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-labelled", "-f", "-"], &pod("in", json!({})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_fully_injected(env, &env.get("pod", "e2e-labelled", "in"));
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-labelled", "-f", "-"], &pod("out", json!({"dragonfly.io/inject-p2p": "false"})).to_string());
+    assert!(output.status.success());
+    assert!(!is_injected(&env.get("pod", "e2e-labelled", "out")));
+}
+
+fn deployment_pods_from_the_controller_are_injected(env: &Env) {
+    env.namespace("e2e-deploy", &[("dragonfly.io/inject-p2p", "enabled")]);
+    env.wait_until_webhook_knows("e2e-deploy", &pod("probe", json!({})), is_injected);
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "e2e-deploy"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
+    let output = env.apply(&deployment);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut pods = Vec::new();
+    wait(Duration::from_secs(60), "the ReplicaSet's pods", || {
+        let list: Value = serde_json::from_str(&env.kubectl_ok(&["get", "pods", "-n", "e2e-deploy", "-l", "app=web", "-o", "json"])).unwrap();
+        pods = list["items"].as_array().unwrap().clone();
+        pods.len() == 2
+    });
+    for pod in &pods {
+        assert!(pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet");
+        assert_fully_injected(env, pod);
+    }
+}
+
+fn baseline_namespace_gets_no_socket_and_a_warning(env: &Env) {
+    env.namespace("e2e-baseline", &[("pod-security.kubernetes.io/enforce", "baseline")]);
+    let probe = pod("probe", json!({"dragonfly.io/inject-p2p": "true"}));
+    env.wait_until_webhook_knows("e2e-baseline", &probe, |p| is_injected(p) && !p.to_string().contains("hostPath"));
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-baseline", "-f", "-"], &pod("base", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "rejected: {}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Warning: dragonfly-injector:") && stderr.contains("baseline"), "{stderr}");
+    let stored = env.get("pod", "e2e-baseline", "base");
+    assert!(is_injected(&stored) && !stored.to_string().contains("hostPath"), "{stored}");
+    assert_eq!(stored["spec"]["initContainers"][0]["image"], env.pinned_image.as_str());
+}
+
+fn server_side_dry_run_shows_the_injection_and_stores_nothing(env: &Env) {
+    let output = env.plane.kubectl_stdin(&["create", "--dry-run=server", "-n", "e2e-annotated", "-f", "-", "-o", "json"], &pod("dry", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_fully_injected(env, &serde_json::from_slice(&output.stdout).unwrap());
+    assert!(!env.kubectl(&["get", "pod", "dry", "-n", "e2e-annotated"]).status.success(), "nothing stored");
+}
+
+fn native_sidecars_and_newer_fields_are_stored_intact(env: &Env) {
+    let mut manifest = pod("sidecar", json!({"dragonfly.io/inject-p2p": "true"}));
+    let sidecar = json!({"name": "shipper", "image": "fluent-bit:3", "restartPolicy": "Always",
+        "startupProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}});
+    manifest["spec"]["initContainers"] = json!([sidecar]);
+    manifest["spec"]["schedulingGates"] = json!([{"name": "example.com/wait"}]);
+    manifest["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &manifest.to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = env.get("pod", "e2e-annotated", "sidecar");
+    assert_fully_injected(env, &stored);
+    let shipper = &stored["spec"]["initContainers"][1];
+    assert_eq!((shipper["name"].as_str(), shipper["restartPolicy"].as_str()), (Some("shipper"), Some("Always")), "{stored}");
+    assert_eq!(shipper["startupProbe"]["exec"]["command"], json!(["true"]));
+    assert_eq!(stored["spec"]["schedulingGates"], json!([{"name": "example.com/wait"}]));
+    assert_eq!(stored["spec"]["containers"][0]["resizePolicy"][0]["restartPolicy"], "NotRequired");
+}
+
+/// A second mutating webhook, as another injector would be: it adds a container after ours ran.
+fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf) -> (u16, tokio::sync::watch::Sender<bool>) {
+    use axum::body::Bytes;
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let tls = std::sync::Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap());
+    let app = axum::Router::new().route(
+        "/add",
+        axum::routing::post(|body: Bytes| async move {
+            let review: Value = serde_json::from_slice(&body).unwrap();
+            let request = &review["request"];
+            let containers = request["object"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
+            let mut response = json!({"uid": request["uid"], "allowed": true});
+            if !containers.iter().any(|c| c["name"] == "added-later") {
+                let patch = json!([{"op": "add", "path": "/spec/containers/-", "value": {"name": "added-later", "image": "busybox:1.37"}}]);
+                response["patchType"] = json!("JSONPatch");
+                response["patch"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, patch.to_string()));
+            }
+            axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
+        }),
+    );
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    runtime.spawn(dragonfly_injector::server::https::serve(listener, tls, app, stopped, Duration::from_secs(1)));
+    (port, stop)
+}
+
+fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (port, _stop) = adder_webhook(&runtime, &env.webhook_pki.leaf("adder"));
+    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &env.webhook_pki.ca_pem);
+    // Named to sort after the injector's configuration, so it runs after us.
+    let configuration = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-e2e-adder"},
+        "webhooks": [{"name": "adder.e2e.dragonfly.io", "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never", "clientConfig": {"url": format!("https://127.0.0.1:{port}/add"), "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"e2e-reinvoke": "true"}}}]});
+    let output = env.apply(&configuration);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    env.namespace("e2e-reinvoke", &[("e2e-reinvoke", "true")]);
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-reinvoke", "-f", "-"], &pod("twice", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let _ = env.kubectl(&["delete", "mutatingwebhookconfiguration", "zz-e2e-adder"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = env.get("pod", "e2e-reinvoke", "twice");
+    assert_fully_injected(env, &stored);
+    let containers = stored["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2, "{stored}");
+    assert_eq!(containers[1]["name"], "added-later");
+    assert_eq!(&env_names(&containers[1])[..2], ["NODE_NAME", "DRAGONFLY_INJECT_PROXY"], "reinvoked for the added container");
+    assert_eq!(stored["spec"]["initContainers"].as_array().unwrap().len(), 1, "nothing doubled");
+    assert_eq!(stored["spec"]["volumes"].as_array().unwrap().iter().filter(|v| v["name"] == "dragonfly-tools").count(), 1);
+    let status: Value = serde_json::from_str(stored["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap()).unwrap();
+    assert_eq!(status["containers"], json!(["app", "added-later"]));
+}
+
+fn certificate_rotation_fails_no_admission(env: &Env) {
+    env.namespace("e2e-rotate", &[]);
+    let new_leaf = env.webhook_pki.leaf("webhook-rotated");
+    let mut created = 0;
+    for n in 0..40 {
+        if n == 15 {
+            env.certs.lock().unwrap().swap(&new_leaf);
+        }
+        // failurePolicy is Fail: a failed call to the webhook would refuse the pod.
+        let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-rotate", "-f", "-"], &pod(&format!("r{n}"), json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+        assert!(output.status.success(), "pod r{n}: {}", String::from_utf8_lossy(&output.stderr));
+        created += 1;
+    }
+    assert_eq!(created, 40);
+    assert!(is_injected(&env.get("pod", "e2e-rotate", "r39")));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.webhook_port).parse().unwrap();
+    let served = runtime.block_on(common::Connection::open(addr, common::client_config(&env.webhook_pki.ca_pem))).unwrap().server_cert;
+    assert_eq!(served, new_leaf.der, "the webhook serves the rotated certificate");
+}
+
+fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
+    let helm = helm();
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/dragonfly-injector");
+    let upgrade = |policy: &str| {
+        run(Command::new(&helm).args(["upgrade", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--reuse-values", "--kubeconfig"])
+            .arg(&env.plane.kubeconfig).args(["--set", &format!("webhook.failurePolicy={policy}")]));
+    };
+    env.namespace("e2e-down", &[]);
+    upgrade("Ignore");
+    env.stop_webhook();
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("uninjected", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!is_injected(&env.get("pod", "e2e-down", "uninjected")), "created without injection");
+    // How an operator sees it: the API server counts every call it failed open.
+    let metrics = env.kubectl_ok(&["get", "--raw", "/metrics"]);
+    let fail_open = metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_admission_webhook_fail_open_count") && l.contains("annotated.pods.dragonfly.io"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(fail_open >= 1.0, "fail-open calls counted: {fail_open}");
+
+    upgrade("Fail");
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("refused", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(!output.status.success(), "with Fail, creation is refused while the webhook is down");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("failed calling webhook"), "{}", String::from_utf8_lossy(&output.stderr));
+    env.start_webhook();
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("back", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(is_injected(&env.get("pod", "e2e-down", "back")));
+}
+
+type Scenario = (&'static str, fn(&Env));
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let scenarios: Vec<Scenario> = vec![
+        ("annotated_pod_is_stored_injected", annotated_pod_is_stored_injected),
+        ("unannotated_pod_never_reaches_the_webhook", unannotated_pod_never_reaches_the_webhook),
+        ("labelled_namespace_injects_and_respects_opt_out", labelled_namespace_injects_and_respects_opt_out),
+        ("deployment_pods_from_the_controller_are_injected", deployment_pods_from_the_controller_are_injected),
+        ("baseline_namespace_gets_no_socket_and_a_warning", baseline_namespace_gets_no_socket_and_a_warning),
+        ("server_side_dry_run_shows_the_injection_and_stores_nothing", server_side_dry_run_shows_the_injection_and_stores_nothing),
+        ("native_sidecars_and_newer_fields_are_stored_intact", native_sidecars_and_newer_fields_are_stored_intact),
+        ("reinvocation_injects_a_container_another_webhook_adds", reinvocation_injects_a_container_another_webhook_adds),
+        ("certificate_rotation_fails_no_admission", certificate_rotation_fails_no_admission),
+        ("a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail", a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail),
+    ];
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in &scenarios {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let selected: Vec<&Scenario> = scenarios.iter().filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str()))).collect();
+    if selected.is_empty() {
+        println!("0 passed, 0 failed");
+        return;
+    }
+    println!("running {} end-to-end scenarios", selected.len());
+    let env = match catch_unwind(Env::setup) {
+        Ok(env) => env,
+        Err(_) => {
+            println!("0 passed, {} failed", selected.len());
+            std::process::exit(1);
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, scenario) in selected {
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| scenario(&env))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1} s)", started.elapsed().as_secs_f64());
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    if failed > 0 {
+        println!("--- webhook log (last lines) ---\n{}", std::fs::read_to_string(env.work.join("webhook.log")).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    }
+    env.stop_webhook();
+    drop(env);
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
