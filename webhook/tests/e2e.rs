@@ -21,7 +21,7 @@ const FULLNAME: &str = "df-dragonfly-injector";
 
 struct Env {
     plane: ControlPlane,
-    _registry: Registry,
+    registry: std::sync::Mutex<Registry>,
     pinned_image: String,
     webhook_pki: Pki,
     certs: std::sync::Mutex<KubeletDir>,
@@ -92,6 +92,8 @@ impl Env {
             "--set", &format!("tools.image.repository={}/dragonfly/tools", registry.host),
             "--set", "tools.image.tag=v1",
             "--set", "tools.pinning=required",
+            // Short, so that the registry-stopped scenario sees real failed refreshes.
+            "--set", "tools.refreshInterval=2s",
             "--set", &format!("registry.plainHttp={{{}}}", registry.host),
         ]));
 
@@ -119,7 +121,7 @@ impl Env {
         ];
         let env = Env {
             pinned_image: format!("{}/dragonfly/tools:v1@{digest}", registry.host),
-            _registry: registry,
+            registry: std::sync::Mutex::new(registry),
             plane,
             webhook_pki,
             certs: std::sync::Mutex::new(certs),
@@ -420,6 +422,34 @@ fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
     assert!(is_injected(&env.get("pod", "e2e-down", "back")));
 }
 
+fn a_stopped_registry_keeps_new_pods_on_the_last_good_digest(env: &Env) {
+    env.registry.lock().unwrap().stop();
+    wait(Duration::from_secs(30), "the webhook's refresh failing against the stopped registry", || {
+        let (_, text) = http_get(env.admin_port, "/metrics").unwrap();
+        text.lines().any(|l| l.starts_with("dragonfly_injector_tools_image_resolution_failures_total{") && !l.ends_with(" 0"))
+    });
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &pod("after-registry", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_fully_injected(env, &env.get("pod", "e2e-annotated", "after-registry"));
+}
+
+/// `scripts/demo.sh`: the whole stack for real, one annotated pod created and printed.
+fn demo(env: &Env) {
+    let manifest = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-pod.yaml")).unwrap();
+    env.namespace("demo", &[]);
+    println!("\n$ kubectl create -n demo -f examples/demo-pod.yaml");
+    let output = env.plane.kubectl_stdin(&["create", "-n", "demo", "-f", "-"], &manifest);
+    print!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+    println!("\n$ kubectl get pod downloader -n demo -o yaml   # as the API server stored it\n");
+    print!("{}", env.kubectl_ok(&["get", "pod", "downloader", "-n", "demo", "-o", "yaml"]));
+    println!(
+        "\nThe tools image {} is pinned to its multi-arch index digest, resolved from a loopback registry.\n\
+         No kubelet runs here, so the pod is stored but never started. Everything is cleaned up now.",
+        env.pinned_image
+    );
+}
+
 type Scenario = (&'static str, fn(&Env));
 
 fn main() {
@@ -435,7 +465,16 @@ fn main() {
         ("reinvocation_injects_a_container_another_webhook_adds", reinvocation_injects_a_container_another_webhook_adds),
         ("certificate_rotation_fails_no_admission", certificate_rotation_fails_no_admission),
         ("a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail", a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail),
+        // Last: without the registry, a restarted webhook with required pinning would stay unready.
+        ("a_stopped_registry_keeps_new_pods_on_the_last_good_digest", a_stopped_registry_keeps_new_pods_on_the_last_good_digest),
     ];
+    if args.iter().any(|a| a == "--demo") {
+        let env = Env::setup();
+        let outcome = catch_unwind(AssertUnwindSafe(|| demo(&env)));
+        env.stop_webhook();
+        drop(env);
+        std::process::exit(i32::from(outcome.is_err()));
+    }
     if args.iter().any(|a| a == "--list") {
         for (name, _) in &scenarios {
             println!("{name}: test");

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: sets up the machine, then brings up a real control plane
+# (etcd, kube-apiserver, kube-controller-manager), a loopback registry holding a multi-arch tools
+# image, and the injector installed by its Helm chart; creates the annotated pod in
+# examples/demo-pod.yaml, prints it as the API server stored it, and cleans everything up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+exec cargo test --quiet -p dragonfly-injector --test e2e -- --demo
