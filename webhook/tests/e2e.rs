@@ -28,6 +28,9 @@ struct Env {
     webhook: std::sync::Mutex<Option<Child>>,
     webhook_args: Vec<String>,
     webhook_port: u16,
+    /// How the cluster's API server reaches webhooks on this host (127.0.0.1 unless
+    /// E2E_WEBHOOK_HOST says otherwise for an external cluster).
+    webhook_host: std::net::IpAddr,
     admin_port: u16,
     work: PathBuf,
 }
@@ -64,18 +67,24 @@ fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 impl Env {
     fn setup() -> Env {
         common::install_crypto();
-        let binaries = control_plane_binaries();
         let helm = helm();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start(RegistryOptions::default());
         let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "e2e"));
-        let plane = ControlPlane::start(&binaries);
+        let (plane, webhook_host) = match std::env::var_os("E2E_KUBECONFIG") {
+            Some(kubeconfig) => {
+                let host = std::env::var("E2E_WEBHOOK_HOST").expect("E2E_WEBHOOK_HOST: this host's address as the cluster sees it");
+                (ControlPlane::external(kubeconfig.into()), host.parse().expect("E2E_WEBHOOK_HOST is an IP address"))
+            }
+            None => (ControlPlane::start(&control_plane_binaries()), std::net::IpAddr::from([127, 0, 0, 1])),
+        };
+        let listen_host = if webhook_host.is_loopback() { "127.0.0.1" } else { "0.0.0.0" };
         let work = plane.dir.path().join("webhook");
         std::fs::create_dir_all(&work).unwrap();
 
         // The chart, installed for real, pointing the API server at the webhook on the host.
         let webhook_pki = Pki::new("webhook-ca");
-        let leaf = webhook_pki.leaf("webhook");
+        let leaf = webhook_pki.leaf_for("webhook", webhook_host);
         let (webhook_port, admin_port) = (free_port(), free_port());
         std::fs::write(work.join("ca.pem"), &webhook_pki.ca_pem).unwrap();
         leaf.write_pair(&work);
@@ -84,7 +93,7 @@ impl Env {
             .arg(format!("--cert={}", work.join("tls.crt").display())).arg(format!("--key={}", work.join("tls.key").display())));
         let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/dragonfly-injector");
         run(Command::new(&helm).args(["install", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"]).arg(&plane.kubeconfig).args([
-            "--set", &format!("webhook.url=https://127.0.0.1:{webhook_port}/mutate"),
+            "--set", &format!("webhook.url=https://{webhook_host}:{webhook_port}/mutate"),
             "--set", "webhook.failurePolicy=Fail",
             "--set", "tls.mode=secret",
             "--set", "tls.secret.name=webhook-tls",
@@ -113,7 +122,7 @@ impl Env {
             format!("--tls-cert-file={}", certs.cert().display()),
             format!("--tls-key-file={}", certs.key().display()),
             "--tls-poll-interval=1h".to_owned(),
-            format!("--listen=127.0.0.1:{webhook_port}"),
+            format!("--listen={listen_host}:{webhook_port}"),
             format!("--admin-listen=127.0.0.1:{admin_port}"),
             format!("--kubeconfig={}", plane.kubeconfig.display()),
             format!("--namespace={RELEASE_NAMESPACE}"),
@@ -128,6 +137,7 @@ impl Env {
             webhook: std::sync::Mutex::new(None),
             webhook_args,
             webhook_port,
+            webhook_host,
             admin_port,
             work,
         };
@@ -312,7 +322,7 @@ fn native_sidecars_and_newer_fields_are_stored_intact(env: &Env) {
 }
 
 /// A second mutating webhook, as another injector would be: it adds a container after ours ran.
-fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf) -> (u16, tokio::sync::watch::Sender<bool>) {
+fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf, listen: std::net::IpAddr) -> (u16, tokio::sync::watch::Sender<bool>) {
     use axum::body::Bytes;
     use rustls::pki_types::pem::PemObject;
     let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
@@ -333,7 +343,7 @@ fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf) -> (u16, tokio:
             axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
         }),
     );
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind((listen, 0))).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     runtime.spawn(dragonfly_injector::server::https::serve(listener, tls, app, stopped, Duration::from_secs(1)));
@@ -342,13 +352,14 @@ fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf) -> (u16, tokio:
 
 fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (port, _stop) = adder_webhook(&runtime, &env.webhook_pki.leaf("adder"));
+    let listen = if env.webhook_host.is_loopback() { env.webhook_host } else { std::net::IpAddr::from([0, 0, 0, 0]) };
+    let (port, _stop) = adder_webhook(&runtime, &env.webhook_pki.leaf_for("adder", env.webhook_host), listen);
     let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &env.webhook_pki.ca_pem);
     // Named to sort after the injector's configuration, so it runs after us.
     let configuration = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "zz-e2e-adder"},
         "webhooks": [{"name": "adder.e2e.dragonfly.io", "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-            "reinvocationPolicy": "Never", "clientConfig": {"url": format!("https://127.0.0.1:{port}/add"), "caBundle": ca},
+            "reinvocationPolicy": "Never", "clientConfig": {"url": format!("https://{}:{port}/add", env.webhook_host), "caBundle": ca},
             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
             "namespaceSelector": {"matchLabels": {"e2e-reinvoke": "true"}}}]});
     let output = env.apply(&configuration);
@@ -371,7 +382,7 @@ fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
 
 fn certificate_rotation_fails_no_admission(env: &Env) {
     env.namespace("e2e-rotate", &[]);
-    let new_leaf = env.webhook_pki.leaf("webhook-rotated");
+    let new_leaf = env.webhook_pki.leaf_for("webhook-rotated", env.webhook_host);
     let mut created = 0;
     for n in 0..40 {
         if n == 15 {
@@ -468,6 +479,13 @@ fn main() {
         // Last: without the registry, a restarted webhook with required pinning would stay unready.
         ("a_stopped_registry_keeps_new_pods_on_the_last_good_digest", a_stopped_registry_keeps_new_pods_on_the_last_good_digest),
     ];
+    if args.iter().any(|a| a == "--control-plane-only") {
+        // For development: a real API server to poke at, until standard input closes.
+        let plane = ControlPlane::start(&control_plane_binaries());
+        println!("KUBECONFIG={}", plane.kubeconfig.display());
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        return;
+    }
     if args.iter().any(|a| a == "--demo") {
         let env = Env::setup();
         let outcome = catch_unwind(AssertUnwindSafe(|| demo(&env)));

@@ -43,6 +43,12 @@ pub fn control_plane_binaries() -> PathBuf {
 }
 
 impl ControlPlane {
+    /// A cluster someone else runs (kind, in the workflow for people with Docker), driven with
+    /// the kubectl on PATH.
+    pub fn external(kubeconfig: PathBuf) -> ControlPlane {
+        ControlPlane { dir: tempfile::tempdir().unwrap(), kubeconfig, kubectl: PathBuf::from("kubectl"), server: String::new(), children: Vec::new() }
+    }
+
     pub fn start(binaries: &Path) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().to_owned();

@@ -56,9 +56,17 @@ impl Pki {
     }
 
     pub fn leaf(&self, common_name: &str) -> Leaf {
+        self.leaf_for(common_name, "127.0.0.1".parse().unwrap())
+    }
+
+    /// A server certificate for `localhost`, 127.0.0.1 and `address`.
+    pub fn leaf_for(&self, common_name: &str, address: std::net::IpAddr) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        if !address.is_loopback() {
+            params.subject_alt_names.push(SanType::IpAddress(address));
+        }
         params.distinguished_name.push(DnType::CommonName, common_name);
         let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
         let cert = params.signed_by(&key, &issuer).unwrap();
