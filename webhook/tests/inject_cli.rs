@@ -1,23 +1,13 @@
 //! The offline `dragonfly-injector inject` command, run as a process.
 
+mod common;
+
 use dragonfly_injector::manifests::yaml::parse_documents;
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn inject(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
-        .arg("inject")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails before reading its input closes the pipe: a broken pipe here is
-    // expected then, and what the command did is judged by its output.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).arg("inject").args(args), stdin.as_bytes())
 }
 
 fn example() -> String {

@@ -1,14 +1,15 @@
 //! Our YAML reading and writing, checked against sigs.k8s.io/yaml (what kubectl, Helm, Argo CD
 //! and Flux use), built from the Go module proxy into the test's target directory.
 
+mod common;
+
 use dragonfly_injector::manifests::yaml::{parse_documents, to_yaml};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 fn oracle() -> &'static PathBuf {
@@ -30,9 +31,7 @@ fn oracle() -> &'static PathBuf {
 
 /// sigs.k8s.io/yaml's reading of each text: its documents, or its error.
 fn kubectl_reads(texts: &[String]) -> Vec<Result<Vec<Value>, String>> {
-    let mut child = Command::new(oracle()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(texts).unwrap()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = common::output_with_stdin(&mut Command::new(oracle()), &serde_json::to_vec(texts).unwrap());
     assert!(output.status.success());
     let results: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     results
@@ -124,10 +123,7 @@ fn what_we_write_kubectl_reads_back_unchanged() {
 #[test]
 fn injected_examples_read_the_same_through_kubectl() {
     let example = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pod.yaml")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut child| {
-        child.stdin.take().unwrap().write_all(example.as_bytes())?;
-        child.wait_with_output()
-    }).unwrap();
+    let output = common::output_with_stdin(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]), example.as_bytes());
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     let theirs = kubectl_reads(std::slice::from_ref(&text)).remove(0).unwrap();

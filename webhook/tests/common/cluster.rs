@@ -178,17 +178,7 @@ impl ControlPlane {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = Command::new(&self.kubectl)
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child.wait_with_output().unwrap()
+        super::output_with_stdin(Command::new(&self.kubectl).arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args), stdin.as_bytes())
     }
 }
 

@@ -122,6 +122,17 @@ impl KubeletDir {
     }
 }
 
+/// Runs `command` with `input` on its standard input and collects its output. A command that
+/// exits before reading its input closes the pipe: that broken pipe is expected, and what the
+/// command did is judged by its output.
+pub fn output_with_stdin(command: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
 /// `dragonfly-injector serve` on ephemeral loopback ports with JSON logs on a piped standard
 /// error, using `injector.yaml`, `tls.crt` and `tls.key` in `dir`, outside any cluster.
 pub fn serve_command(dir: &Path) -> std::process::Command {
