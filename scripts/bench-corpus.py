@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Writes vegeta JSON targets: AdmissionReviews of pods shaped like what an API server sends for
+Deployment pods, small (~3 KB), typical (~8 KB: service-account volume, probes, a dozen env vars,
+a sidecar) and large (20 containers, ~40 KB), each opted in and not. Usage: bench-corpus.py URL"""
+import base64, json, sys
+
+def container(name, env_vars):
+    return {
+        "name": name, "image": f"registry.example.com/team/{name}:1.2.3",
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "env": [{"name": f"SETTING_{i}", "value": f"value-{i}-" + "x" * 24} for i in range(env_vars)],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+        "volumeMounts": [{"name": "kube-api-access", "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}],
+        "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent",
+    }
+
+def pod(containers, env_vars, opted_in, extra_labels=0):
+    annotations = {"dragonfly.io/inject-p2p": "true"} if opted_in else {}
+    labels = {"app": "web", "pod-template-hash": "7d4b9c8f6"}
+    labels.update({f"example.com/label-{i}": f"value-{i}" for i in range(extra_labels)})
+    return {
+        "metadata": {"generateName": "web-7d4b9c8f6-", "labels": labels, "annotations": annotations,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c8f6",
+                                          "uid": "5c1e3f1e-2b1a-4c39-9d0e-1f0f4b8a7c11", "controller": True, "blockOwnerDeletion": True}]},
+        "spec": {
+            "containers": [container(f"c{i}", env_vars) for i in range(containers)],
+            "volumes": [{"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}],
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default", "securityContext": {}, "schedulerName": "default-scheduler",
+            "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+        },
+    }
+
+def review(uid, obj):
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "namespace": "apps", "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts", "system:authenticated"]},
+        "object": obj, "oldObject": None, "dryRun": False, "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+
+url = sys.argv[1]
+shapes = [("small", 1, 2, 0), ("typical", 2, 24, 20), ("large", 20, 15, 10)]
+for name, containers, env_vars, labels in shapes:
+    for opted_in in (True, False):
+        body = json.dumps(review(f"{name}-{opted_in}", pod(containers, env_vars, opted_in, labels))).encode()
+        print(f"{name} {'injected' if opted_in else 'skipped'}: {len(body)} bytes", file=sys.stderr)
+        print(json.dumps({"method": "POST", "url": url, "body": base64.b64encode(body).decode(),
+                          "header": {"Content-Type": ["application/json"]}}))
