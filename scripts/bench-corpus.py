@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Writes vegeta JSON targets: AdmissionReviews of pods shaped like what an API server sends for
-Deployment pods, small (~3 KB), typical (~8 KB: service-account volume, probes, a dozen env vars,
-a sidecar) and large (20 containers, ~40 KB), each opted in and not. Usage: bench-corpus.py URL"""
+"""The benchmark corpus: AdmissionReviews of pods shaped like what an API server sends for
+Deployment pods, small (~2.5 KB), typical (~7 KB: service-account volume, probes, two dozen env
+vars, a sidecar) and large (20 containers, ~39 KB), each opted in and not.
+
+  bench-corpus.py --write DIR   writes DIR/<shape>-<injected|skipped>.json (the committed
+                                webhook/benches/corpus/, read by `cargo bench` and bench-load.sh)
+  bench-corpus.py URL DIR       prints vegeta JSON targets for URL from the files in DIR"""
 import base64, json, sys
 
 def container(name, env_vars):
@@ -44,11 +48,22 @@ def review(uid, obj):
         "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "groups": ["system:serviceaccounts", "system:authenticated"]},
         "object": obj, "oldObject": None, "dryRun": False, "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
 
-url = sys.argv[1]
-shapes = [("small", 1, 2, 0), ("typical", 2, 24, 20), ("large", 20, 15, 10)]
-for name, containers, env_vars, labels in shapes:
-    for opted_in in (True, False):
-        body = json.dumps(review(f"{name}-{opted_in}", pod(containers, env_vars, opted_in, labels))).encode()
-        print(f"{name} {'injected' if opted_in else 'skipped'}: {len(body)} bytes", file=sys.stderr)
+import os
+
+SHAPES = [("small", 1, 2, 0), ("typical", 2, 24, 20), ("large", 20, 15, 10)]
+NAMES = [f"{name}-{kind}" for name, *_ in SHAPES for kind in ("injected", "skipped")]
+
+if sys.argv[1] == "--write":
+    for name, containers, env_vars, labels in SHAPES:
+        for opted_in in (True, False):
+            body = json.dumps(review(f"{name}-{opted_in}", pod(containers, env_vars, opted_in, labels)), indent=1)
+            path = os.path.join(sys.argv[2], f"{name}-{'injected' if opted_in else 'skipped'}.json")
+            open(path, "w").write(body + "\n")
+            print(f"{path}: {len(body)} bytes", file=sys.stderr)
+else:
+    url, directory = sys.argv[1], sys.argv[2]
+    for name in NAMES:
+        # Compact, as the API server sends it.
+        body = json.dumps(json.load(open(os.path.join(directory, f"{name}.json"))), separators=(",", ":")).encode()
         print(json.dumps({"method": "POST", "url": url, "body": base64.b64encode(body).decode(),
                           "header": {"Content-Type": ["application/json"]}}))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Open-loop HTTPS load on the real `serve` binary over keep-alive HTTP/1.1, the way the API server
-# calls webhooks: vegeta at constant rates over 16 connections, the request corpus from
-# scripts/bench-corpus.py (small, typical and large pods, injected and not, in turn). For each
+# calls webhooks: vegeta at constant rates over 16 connections, cycling through the corpus in
+# webhook/benches/corpus/ (small, typical and large pods, injected and not; the same bodies as the
+# criterion bench). For each
 # rate: latency p50/p99/p99.9, errors, achieved rate, the server's CPU and its peak RSS.
 # Loopback only. A benchmark, not a test: nothing is asserted. Prints a Markdown table.
 #   RATES="500 1000 2000" DURATION=10s scripts/bench-load.sh
@@ -24,7 +25,7 @@ printf 'tools:\n  image: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0
   "$(printf '0123456789abcdef%.0s' 1 2 3 4)" > "$work/config.yaml"
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-python3 scripts/bench-corpus.py "https://127.0.0.1:$port/mutate" > "$work/targets.json" 2>/dev/null
+python3 scripts/bench-corpus.py "https://127.0.0.1:$port/mutate" webhook/benches/corpus > "$work/targets.json"
 
 target/release/dragonfly-injector --log-format json --log-level warn serve --config "$work/config.yaml" \
   --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" \
