@@ -12,6 +12,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Starts a metadata-only watch of every `K` into a store, in the background, retrying with
+/// backoff. An Api over PartialObjectMeta makes metadata-only requests: labels without specs.
+fn watch_metadata<K>(client: Client, on_error: &'static str) -> Store<PartialObjectMeta<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let api: Api<PartialObjectMeta<K>> = Api::all(client);
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(error) = event {
+                tracing::warn!(%error, "{on_error}; retrying with backoff");
+            }
+        }
+    });
+    store
+}
+
 #[derive(Clone)]
 pub struct NamespaceCache {
     store: Store<PartialObjectMeta<Namespace>>,
@@ -21,21 +41,7 @@ pub struct NamespaceCache {
 impl NamespaceCache {
     /// Starts the watch in the background. The cache reports synced after the initial list.
     pub fn start(client: Client) -> Self {
-        let (store, writer) = reflector::store();
-        // An Api over PartialObjectMeta makes metadata-only requests: labels without specs.
-        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
-        let stream = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::warn!(%error, "namespace watch error; retrying with backoff");
-                }
-            }
-        });
+        let store = watch_metadata::<Namespace>(client, "namespace watch error");
         let synced = Arc::new(AtomicBool::new(false));
         let cache = NamespaceCache { store: store.clone(), synced: synced.clone() };
         tokio::spawn(async move {
@@ -67,17 +73,7 @@ pub struct NodeCache {
 
 impl NodeCache {
     pub fn start(client: Client) -> Self {
-        let (store, writer) = reflector::store();
-        let api: Api<PartialObjectMeta<Node>> = Api::all(client);
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff().reflect(writer).applied_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::warn!(%error, "node watch error (the architecture check needs list/watch on nodes); retrying with backoff");
-                }
-            }
-        });
+        let store = watch_metadata::<Node>(client, "node watch error (the architecture check needs list/watch on nodes)");
         NodeCache { store }
     }
 

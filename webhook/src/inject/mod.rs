@@ -83,15 +83,10 @@ impl Settings {
                 ));
             }
         }
-        let quantities = |map: &std::collections::BTreeMap<_, crate::config::Quantity>| -> Value {
-            map.iter().map(|(name, q)| (crate::config::ResourceName::as_str(name).to_owned(), json!(q.as_str()))).collect()
-        };
-        let mut resources = serde_json::Map::new();
-        if !config.tools.resources.requests.is_empty() {
-            resources.insert("requests".into(), quantities(&config.tools.resources.requests));
-        }
-        if !config.tools.resources.limits.is_empty() {
-            resources.insert("limits".into(), quantities(&config.tools.resources.limits));
+        // The config's own serialisation, minus empty `requests` or `limits`.
+        let mut resources = serde_json::to_value(&config.tools.resources).expect("resources serialise");
+        if let Some(map) = resources.as_object_mut() {
+            map.retain(|_, quantities| quantities.as_object().is_some_and(|q| !q.is_empty()));
         }
         let mut excluded_namespaces: BTreeSet<String> =
             config.exclude_namespaces.0.iter().map(|ns| ns.as_str().to_owned()).collect();
@@ -104,7 +99,7 @@ impl Settings {
             socket,
             tools_mount_path,
             pull_policy: config.tools.pull_policy.as_str(),
-            resources: Value::Object(resources),
+            resources,
             image_pull_secrets: config.tools.image_pull_secrets.iter().map(|s| s.as_str().to_owned()).collect(),
             excluded_namespaces,
         })

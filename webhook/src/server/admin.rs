@@ -18,7 +18,6 @@ pub fn router(state: Arc<WebhookState>) -> Router {
 
 async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
     let missing = state.not_ready();
-    state.metrics.ready.set(i64::from(missing.is_empty()));
     if missing.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {
@@ -27,6 +26,7 @@ async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
+    // Derived at scrape time, the only time anyone reads it.
     state.metrics.ready.set(i64::from(state.not_ready().is_empty()));
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
