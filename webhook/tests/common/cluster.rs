@@ -14,7 +14,6 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// kubectl of the same version as the API server, built with it.
     pub kubectl: PathBuf,
-    pub server: String,
     children: Vec<(String, Child)>,
 }
 
@@ -46,7 +45,7 @@ impl ControlPlane {
     /// A cluster someone else runs (kind, in the workflow for people with Docker), driven with
     /// the kubectl on PATH.
     pub fn external(kubeconfig: PathBuf) -> ControlPlane {
-        ControlPlane { dir: tempfile::tempdir().unwrap(), kubeconfig, kubectl: PathBuf::from("kubectl"), server: String::new(), children: Vec::new() }
+        ControlPlane { dir: tempfile::tempdir().unwrap(), kubeconfig, kubectl: PathBuf::from("kubectl"), children: Vec::new() }
     }
 
     pub fn start(binaries: &Path) -> ControlPlane {
@@ -79,7 +78,7 @@ impl ControlPlane {
         )
         .unwrap();
 
-        let mut plane = ControlPlane { dir, kubeconfig, kubectl: binaries.join("kubectl"), server, children: Vec::new() };
+        let mut plane = ControlPlane { dir, kubeconfig, kubectl: binaries.join("kubectl"), children: Vec::new() };
         let etcd = format!("http://127.0.0.1:{etcd_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         plane.spawn(
