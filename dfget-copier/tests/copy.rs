@@ -131,3 +131,40 @@ fn the_binary_reports_its_version_and_rejects_unknown_flags() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("checksum mismatch"), "{stderr}");
 }
+
+/// Runs the copier with its target mounted as `mount` sets up, in a private mount namespace
+/// (root only, as CI is), and lists the target before the namespace goes away.
+fn run_with_mounted_target(dirs: &Dirs, mount: &str) -> (Option<i32>, String, String) {
+    let binary = env!("CARGO_BIN_EXE_dfget-copier");
+    let (from, to) = (dirs.options.from.display(), dirs.options.to.display());
+    let script = format!("{mount} || exit 99; {binary} --from {from} --to {to}; status=$?; ls -A {to}; exit $status");
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) runs the copier in a mount namespace");
+    assert_ne!(output.status.code(), Some(99), "could not mount (root needed): {}", String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+#[test]
+fn a_full_target_fails_with_one_line_and_leaves_nothing() {
+    let big = vec![7u8; 1 << 20];
+    let dirs = dirs("full", &[("dfcache", b"fits"), ("dfget", &big)]);
+    let to = dirs.options.to.display();
+    let (code, stdout, stderr) = run_with_mounted_target(&dirs, &format!("mount -t tmpfs -o size=256k tmpfs {to}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(stdout, "", "the staged dfcache and the partial dfget are gone");
+}
+
+#[test]
+fn a_read_only_target_fails_with_one_line_and_leaves_nothing() {
+    let dirs = dirs("read-only", &[("dfget", b"tool")]);
+    let to = dirs.options.to.display();
+    let (code, stdout, stderr) = run_with_mounted_target(&dirs, &format!("mount --bind {to} {to} && mount -o remount,bind,ro {to}"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("Read-only file system"), "{stderr}");
+    assert_eq!(stdout, "");
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the real, statically linked dfget from the `dragonfly-client` crate on crates.io for the
+# given platforms (default: every platform it can be built for here) and caches each binary
+# outside the repository, at $CACHE/dfget-<version>/<os_arch[_variant]>/dfget. Prints one line
+# per platform: "<platform> <path>" for the built ones. Builds take 20 to 30 minutes each on two
+# cores, once.
+#
+# dfget needs a newer rustc than Debian's 1.85 (tonic 0.14 and sysinfo 0.38 in its lock file need 1.88), so it
+# is built with Debian's rustc-web 1.96, whose standard library exists here for amd64 and arm64
+# only. linux/arm/v7, linux/ppc64le and linux/s390x are therefore left out of the tools image;
+# see images/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/platforms.sh
+
+DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
+DFGET_PLATFORMS="linux/amd64 linux/arm64"
+platforms=("$@")
+[ ${#platforms[@]} -gt 0 ] || read -r -a platforms <<<"$DFGET_PLATFORMS"
+cache="$(cache_dir)/dfget-$DFGET_VERSION"
+
+log() { printf 'dfget.sh: %s\n' "$*" >&2; }
+
+scripts/cross-toolchain.sh dfget >&2
+
+for platform in "${platforms[@]}"; do
+  case " $DFGET_PLATFORMS " in
+    *" $platform "*) ;;
+    *) log "no dfget for $platform: Debian has no rustc newer than 1.85 for it"; continue ;;
+  esac
+  out="$cache/$(platform_dir "$platform")"
+  if [ ! -x "$out/dfget" ]; then
+    triple=$(platform_triple "$platform")
+    log "building dfget $DFGET_VERSION for $platform ($triple); 20-30 minutes, once"
+    work=$(mktemp -d)
+    (
+      cross_env "$platform"
+      # jemalloc must assume the largest page size the platform's kernels use (64 KiB on
+      # some arm64 distributions), or it fails at start on those.
+      if [ "$platform" = linux/arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi
+      RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$work/target" \
+        cargo install dragonfly-client --version "$DFGET_VERSION" --bin dfget --locked \
+        --target "$triple" --root "$work/root" >&2
+    )
+    "$(platform_gnu_prefix "$platform")strip" "$work/root/bin/dfget"
+    mkdir -p "$out"
+    mv "$work/root/bin/dfget" "$out/dfget.tmp"
+    mv "$out/dfget.tmp" "$out/dfget"
+    rm -rf "$work"
+  fi
+  echo "$platform $out/dfget"
+done
