@@ -3,7 +3,7 @@
 # into the layout the image build consumes, one directory per Docker platform:
 #
 #   target/dist/linux/amd64/dfget-copier         (every platform; Debian's rustc 1.85)
-#   target/dist/linux/amd64/dragonfly-injector   (where a rustc >= 1.89 has the target's std)
+#   target/dist/linux/amd64/dragonfly-injector   (every platform; Debian's rustc-web 1.96)
 #   target/dist/linux/amd64/tools/dfget          (where dfget is cached, see scripts/dfget.sh)
 #   target/dist/linux/amd64/tools/SHA256SUMS     (the copier's manifest for tools/)
 #
@@ -35,6 +35,16 @@ dist=target/dist
 targets="$(cache_dir)/cross-target"
 DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
 
+# What the webhook binary for a platform is built from: its sources, the lock file, the release
+# profile and the compiler.
+source_key() {
+  {
+    echo "$1"
+    /usr/bin/rustc --version
+    find Cargo.toml Cargo.lock webhook/Cargo.toml webhook/src -type f | LC_ALL=C sort | xargs sha256sum
+  } | sha256sum | cut -c1-32
+}
+
 for platform in "${platforms[@]}"; do
   triple=$(platform_triple "$platform")
   out="$dist/$platform"
@@ -51,19 +61,25 @@ for platform in "${platforms[@]}"; do
   )
   install -m 0755 "$targets/rust-1.85/$triple/release/dfget-copier" "$out/dfget-copier"
 
-  # The webhook needs rustc 1.89; Debian's rustc-web 1.96 ships std for amd64 and arm64 only.
-  if [ -d "/usr/lib/rustlib/$triple/lib" ]; then
+  # The webhook needs rustc 1.89: Debian's rustc-web 1.96 (see rust_web_cargo). The binary is
+  # kept by a hash of the sources and toolchain, so an unchanged tree is not rebuilt for five
+  # targets in every clone.
+  webhook_key=$(source_key "$platform")
+  kept="$(cache_dir)/dist-cache/$webhook_key/dragonfly-injector"
+  if [ ! -x "$kept" ]; then
     log "$platform: dragonfly-injector with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2)"
     (
       cross_env "$platform"
-      RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$targets/rust-web" \
-        cargo build --quiet --locked --release -p dragonfly-injector --target "$triple"
+      CARGO_TARGET_DIR="$targets/rust-web$(needs_build_std "$platform" && echo -build-std)" \
+        rust_web_cargo "$platform" build --quiet --locked --release -p dragonfly-injector --target "$triple"
     )
-    install -m 0755 "$targets/rust-web/$triple/release/dragonfly-injector" "$out/dragonfly-injector"
+    mkdir -p "${kept%/*}"
+    install -m 0755 "$targets/rust-web$(needs_build_std "$platform" && echo -build-std)/$triple/release/dragonfly-injector" "$kept.tmp"
+    mv "$kept.tmp" "$kept"
   else
-    log "$platform: no dragonfly-injector (no rustc >= 1.89 with this target's std here)"
-    rm -f "$out/dragonfly-injector"
+    log "$platform: dragonfly-injector unchanged since its last build"
   fi
+  install -m 0755 "$kept" "$out/dragonfly-injector"
 
   dfget="$(cache_dir)/dfget-$DFGET_VERSION/$(platform_dir "$platform")/dfget"
   if [ ! -x "$dfget" ] && $build_dfget; then

@@ -3,7 +3,9 @@
 # the x86_64 target and cannot download others):
 #   - GNU cross compilers and C libraries for arm64, armhf, ppc64el and s390x, and qemu-user-static
 #     to run the results;
-#   - Debian's rustc-web 1.96 with the arm64 standard library (a normal install);
+#   - Debian's rustc-web 1.96 and cargo-web with the arm64 standard library (a normal install),
+#     and its standard library's sources (rust-web-src), from which cargo builds std for the
+#     three platforms Debian has no rustc-web std for (see rust_web_cargo in platforms.sh);
 #   - Debian's rustc-web 1.85 with the standard library of all five architectures, unpacked into
 #     $CACHE/rust-1.85-sysroot. Installing foreign-architecture packages with apt fails on
 #     multi-arch version skew, and enabling those architectures system-wide makes `apt-get update`
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 RUST_185=1.85.0+dfsg3-1~deb12u3
 log() { printf 'cross-toolchain.sh: %s\n' "$*" >&2; }
 
-packages=(qemu-user-static libllvm19 rustc-web libstd-rust-web-dev:arm64)
+packages=(qemu-user-static libllvm19 rustc-web cargo-web rust-web-src libstd-rust-web-dev:arm64)
 for platform in $ALL_PLATFORMS; do
   prefix=$(platform_gnu_prefix "$platform")
   [ -n "$prefix" ] || continue

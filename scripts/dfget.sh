@@ -5,10 +5,11 @@
 # per platform: "<platform> <path>" for the built ones. Builds take 20 to 30 minutes each on two
 # cores, once.
 #
-# dfget needs a newer rustc than Debian's 1.85 (tonic 0.14 and sysinfo 0.38 in its lock file need 1.88), so it
-# is built with Debian's rustc-web 1.96, whose standard library exists here for amd64 and arm64
-# only. linux/arm/v7, linux/ppc64le and linux/s390x are therefore left out of the tools image;
-# see images/README.md.
+# dfget needs a newer rustc than Debian's 1.85 (tonic 0.14 and sysinfo 0.38 in its lock file
+# need 1.88), so it is built with Debian's rustc-web 1.96 (rust_web_cargo in platforms.sh). The
+# default platforms are the ones whose build has been seen to work here; the others
+# (linux/arm/v7, linux/ppc64le, linux/s390x, with std built from source) can be asked for by
+# name. See images/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/platforms.sh
@@ -24,10 +25,6 @@ log() { printf 'dfget.sh: %s\n' "$*" >&2; }
 scripts/cross-toolchain.sh dfget >&2
 
 for platform in "${platforms[@]}"; do
-  case " $DFGET_PLATFORMS " in
-    *" $platform "*) ;;
-    *) log "no dfget for $platform: Debian has no rustc newer than 1.85 for it"; continue ;;
-  esac
   out="$cache/$(platform_dir "$platform")"
   if [ ! -x "$out/dfget" ]; then
     triple=$(platform_triple "$platform")
@@ -36,11 +33,10 @@ for platform in "${platforms[@]}"; do
     (
       cross_env "$platform"
       # jemalloc must assume the largest page size the platform's kernels use (64 KiB on
-      # some arm64 distributions), or it fails at start on those.
-      if [ "$platform" = linux/arm64 ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi
-      RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$work/target" \
-        cargo install dragonfly-client --version "$DFGET_VERSION" --bin dfget --locked \
-        --target "$triple" --root "$work/root" >&2
+      # some arm64 distributions and most ppc64le ones), or it fails at start on those.
+      case "$platform" in linux/arm64 | linux/ppc64le) export JEMALLOC_SYS_WITH_LG_PAGE=16 ;; esac
+      CARGO_TARGET_DIR="$work/target" rust_web_cargo "$platform" install dragonfly-client \
+        --version "$DFGET_VERSION" --bin dfget --locked --target "$triple" --root "$work/root" >&2
     )
     "$(platform_gnu_prefix "$platform")strip" "$work/root/bin/dfget"
     mkdir -p "$out"

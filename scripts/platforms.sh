@@ -82,3 +82,20 @@ cross_env() {
 }
 
 cache_dir() { echo "${DRAGONFLY_INJECTOR_CACHE:-$HOME/.cache/dragonfly-injector}"; }
+
+# Runs cargo with Debian's rustc-web (1.96) for the platform. Its standard library is packaged
+# for amd64 and arm64; for the other platforms cargo builds std from Debian's rust-web-src
+# (-Zbuild-std), which needs RUSTC_BOOTSTRAP=1 to accept that unstable flag on a stable
+# compiler. Debian's own cargo is used there so that cargo, rustc and the std sources are one
+# release. Call inside a subshell after cross_env.
+needs_build_std() { [ ! -d "/usr/lib/rustlib/$(platform_triple "$1")/lib" ]; }
+
+rust_web_cargo() {
+  local platform=$1; shift
+  if ! needs_build_std "$platform"; then
+    RUSTC=/usr/bin/rustc cargo "$@"
+  else
+    local subcommand=$1; shift
+    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo "$subcommand" -Zbuild-std=std,panic_unwind "$@"
+  fi
+}

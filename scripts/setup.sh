@@ -50,4 +50,8 @@ log "building the pinned helm (cached outside the repository)"
 scripts/helm.sh >/dev/null
 log "building etcd, kube-apiserver, kube-controller-manager and kubectl (cached; minutes the first time)"
 scripts/control-plane.sh >/dev/null
+log "installing the cross toolchains from Debian (rustc 1.85 for five architectures, rustc-web 1.96, qemu-user)"
+scripts/cross-toolchain.sh dfget >/dev/null
+log "building buildkitd and buildx (cached; minutes the first time)"
+scripts/buildkit.sh >/dev/null
 log "ready: $(cargo --version), $(go version), $("$(scripts/helm.sh)" version --short)"

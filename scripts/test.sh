@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, in-process HTTP, real TLS, the real binaries, property tests, the
-# YAML oracle, the real registry, the Helm chart and the end-to-end control plane. `.ci/run` calls
+# YAML oracle, the real registry, the Helm chart, the end-to-end control plane, the cross-built
+# copiers under qemu and the images built with `docker buildx bake`. `.ci/run` calls
 # this after scripts/setup.sh. Ends with one line totalling every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 [ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+# The image tests need every platform's cross-built binaries and at least amd64's real dfget
+# (built once and cached: about 25 minutes on a fresh machine; arm64's is used when cached).
+scripts/dfget.sh linux/amd64 >/dev/null
+scripts/cross-build.sh >/dev/null
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

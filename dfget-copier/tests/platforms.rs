@@ -1,0 +1,217 @@
+//! The cross-built copiers, run for real: each platform's static binary from
+//! `scripts/cross-build.sh` (`target/dist/<platform>/dfget-copier`, or `$DRAGONFLY_DIST`) is
+//! executed, natively or under qemu-user, and must copy, verify and refuse exactly as the
+//! native build does. Where the dist holds the real dfget, the copier installs it and the copy
+//! must run. Evidence that the other architectures work is running them.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Platform {
+    name: &'static str,
+    /// qemu-user runner, `None` when native.
+    runner: Option<&'static str>,
+    /// ELF `e_machine`, class (2: 64-bit) and data encoding (1: little, 2: big endian).
+    machine: u16,
+    class: u8,
+    endian: u8,
+}
+
+const PLATFORMS: [Platform; 5] = [
+    Platform { name: "linux/amd64", runner: None, machine: 62, class: 2, endian: 1 },
+    Platform { name: "linux/arm64", runner: Some("qemu-aarch64-static"), machine: 183, class: 2, endian: 1 },
+    Platform { name: "linux/arm/v7", runner: Some("qemu-arm-static"), machine: 40, class: 1, endian: 1 },
+    Platform { name: "linux/ppc64le", runner: Some("qemu-ppc64le-static"), machine: 21, class: 2, endian: 1 },
+    Platform { name: "linux/s390x", runner: Some("qemu-s390x-static"), machine: 22, class: 2, endian: 2 },
+];
+
+fn dist() -> PathBuf {
+    let dist = std::env::var_os("DRAGONFLY_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dist"));
+    assert!(
+        dist.is_dir(),
+        "{} is missing: run scripts/cross-build.sh first (scripts/test.sh does)",
+        dist.display()
+    );
+    dist
+}
+
+impl Platform {
+    fn copier(&self) -> PathBuf {
+        let path = dist().join(self.name).join("dfget-copier");
+        assert!(path.is_file(), "{} is missing: run scripts/cross-build.sh", path.display());
+        path
+    }
+
+    fn command(&self, binary: &Path) -> Command {
+        match self.runner {
+            None => Command::new(binary),
+            Some(runner) => {
+                let mut command = Command::new(runner);
+                command.arg(binary);
+                command
+            }
+        }
+    }
+
+    fn run(&self, binary: &Path, args: &[&std::ffi::OsStr]) -> Output {
+        self.command(binary)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: cannot run {} ({e}); is qemu-user-static installed?", self.name, binary.display()))
+    }
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(test: &str, platform: &Platform) -> Scratch {
+    let root = std::env::temp_dir().join(format!("copier-{test}-{}-{}", platform.name.replace('/', "_"), std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("image")).unwrap();
+    fs::create_dir_all(root.join("shared")).unwrap();
+    Scratch(root)
+}
+
+fn write_tools(from: &Path, files: &[(&str, &[u8])]) {
+    let mut manifest = String::new();
+    for (name, content) in files {
+        fs::write(from.join(name), content).unwrap();
+        manifest.push_str(&format!("{:x}  {name}\n", Sha256::digest(content)));
+    }
+    fs::write(from.join("SHA256SUMS"), manifest).unwrap();
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Reads the ELF header and program headers: (class, data, machine, has PT_INTERP).
+fn elf_facts(path: &Path) -> (u8, u8, u16, bool) {
+    let bytes = fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF", "{} is not ELF", path.display());
+    let (class, data) = (bytes[4], bytes[5]);
+    let u16_at = |at: usize| {
+        let pair = [bytes[at], bytes[at + 1]];
+        if data == 2 { u16::from_be_bytes(pair) } else { u16::from_le_bytes(pair) }
+    };
+    let u32_at = |at: usize| {
+        let quad = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if data == 2 { u32::from_be_bytes(quad) } else { u32::from_le_bytes(quad) }
+    };
+    let u64_at = |at: usize| {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&bytes[at..at + 8]);
+        if data == 2 { u64::from_be_bytes(eight) } else { u64::from_le_bytes(eight) }
+    };
+    let machine = u16_at(18);
+    let (phoff, phentsize, phnum) = if class == 2 {
+        (u64_at(32) as usize, u16_at(54) as usize, u16_at(56) as usize)
+    } else {
+        (u32_at(28) as usize, u16_at(42) as usize, u16_at(44) as usize)
+    };
+    const PT_INTERP: u32 = 3;
+    let interp = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == PT_INTERP);
+    (class, data, machine, interp)
+}
+
+#[test]
+fn every_platform_has_a_static_copier_for_its_architecture() {
+    for platform in &PLATFORMS {
+        let copier = platform.copier();
+        let (class, data, machine, interp) = elf_facts(&copier);
+        assert_eq!((class, data, machine), (platform.class, platform.endian, platform.machine), "{}: wrong ELF target", platform.name);
+        assert!(!interp, "{}: {} asks for a dynamic loader; it must be static", platform.name, copier.display());
+        let size = fs::metadata(&copier).unwrap().len();
+        eprintln!("{}: dfget-copier is {size} bytes", platform.name);
+    }
+}
+
+#[test]
+fn every_platform_reports_its_version() {
+    for platform in &PLATFORMS {
+        let output = platform.run(&platform.copier(), &["--version".as_ref()]);
+        assert!(output.status.success(), "{}: {}", platform.name, text(&output.stderr));
+        assert_eq!(text(&output.stdout), format!("dfget-copier {}\n", env!("CARGO_PKG_VERSION")), "{}", platform.name);
+    }
+}
+
+#[test]
+fn every_platform_copies_verifies_and_refuses_a_corrupted_tool() {
+    // Larger than the copier's 256 KiB buffer, with a tail that is not a multiple of it.
+    let big: Vec<u8> = (0..700_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for platform in &PLATFORMS {
+        let scratch = scratch("copy", platform);
+        let (from, to) = (scratch.0.join("image"), scratch.0.join("shared"));
+        write_tools(&from, &[("dfget", &big), ("dfcache", b"#!/bin/sh\n")]);
+        let args = ["--from".as_ref(), from.as_os_str(), "--to".as_ref(), to.as_os_str()];
+
+        let first = platform.run(&platform.copier(), &args);
+        assert!(first.status.success(), "{}: {}", platform.name, text(&first.stderr));
+        assert_eq!(listing(&to), ["dfcache", "dfget"], "{}", platform.name);
+        assert_eq!(fs::read(to.join("dfget")).unwrap(), big, "{}: the copy differs", platform.name);
+        assert_eq!(fs::metadata(to.join("dfget")).unwrap().permissions().mode() & 0o777, 0o755, "{}", platform.name);
+        let log = text(&first.stdout);
+        assert_eq!(log.lines().count(), 3, "{}: one line per file and a summary: {log}", platform.name);
+        assert!(log.contains(&format!(r#""file":"dfget","action":"copied","bytes":{}"#, big.len())), "{}: {log}", platform.name);
+
+        let second = platform.run(&platform.copier(), &args);
+        assert!(second.status.success(), "{}: {}", platform.name, text(&second.stderr));
+        assert!(text(&second.stdout).contains(r#""copied":0,"unchanged":2"#), "{}: {}", platform.name, text(&second.stdout));
+
+        // A tool whose bytes no longer match the manifest: exit 1, one line naming it, and the
+        // target holds what it held before, with no temporary file left.
+        fs::remove_file(to.join("dfget")).unwrap();
+        let mut tampered = big.clone();
+        tampered[123_456] ^= 1;
+        fs::write(from.join("dfget"), &tampered).unwrap();
+        let refused = platform.run(&platform.copier(), &args);
+        assert_eq!(refused.status.code(), Some(1), "{}: {}", platform.name, text(&refused.stderr));
+        let stderr = text(&refused.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{}: {stderr}", platform.name);
+        assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("checksum mismatch"), "{}: {stderr}", platform.name);
+        assert_eq!(listing(&to), ["dfcache"], "{}: nothing new, nothing partial", platform.name);
+    }
+}
+
+/// The real dfget, where the dist carries it: the platform's copier installs it from the
+/// dist's own SHA256SUMS and the installed dfget runs.
+#[test]
+fn the_real_dfget_is_installed_by_its_platforms_copier_and_runs() {
+    let mut with_dfget = Vec::new();
+    for platform in &PLATFORMS {
+        let tools = dist().join(platform.name).join("tools");
+        if !tools.join("dfget").is_file() {
+            eprintln!("{}: no dfget in the dist (see scripts/dfget.sh)", platform.name);
+            continue;
+        }
+        let (_, _, machine, interp) = elf_facts(&tools.join("dfget"));
+        assert_eq!(machine, platform.machine, "{}: dfget is for another architecture", platform.name);
+        assert!(!interp, "{}: dfget must be static to run in any container", platform.name);
+        let scratch = scratch("dfget", platform);
+        let to = scratch.0.join("shared");
+        let copied = platform.run(&platform.copier(), &["--from".as_ref(), tools.as_os_str(), "--to".as_ref(), to.as_os_str()]);
+        assert!(copied.status.success(), "{}: {}", platform.name, text(&copied.stderr));
+        let version = platform.run(&to.join("dfget"), &["--version".as_ref()]);
+        assert!(version.status.success(), "{}: {}", platform.name, text(&version.stderr));
+        assert!(text(&version.stdout).starts_with("dfget "), "{}: {}", platform.name, text(&version.stdout));
+        eprintln!("{}: installed and ran {}", platform.name, text(&version.stdout).trim());
+        with_dfget.push(platform.name);
+    }
+    assert!(with_dfget.contains(&"linux/amd64"), "the dist must carry dfget at least for linux/amd64: run scripts/dfget.sh");
+}

@@ -1,0 +1,500 @@
+//! The images, built and published for real: `docker buildx bake --push` with the repository's
+//! docker-bake.hcl, the binaries scripts/cross-build.sh made (named context `dist`), a BuildKit
+//! daemon on a unix socket in a temporary directory as a remote builder, and the loopback
+//! docker-registry as the destination. buildx and buildkitd come from scripts/buildkit.sh (Go
+//! module proxy); the Docker CLI only hosts the buildx plugin, no engine is involved.
+//!
+//! What was pushed is then read back from the registry: the index, each platform's manifest
+//! and config, and every layer, byte for byte against the dist. The amd64 tools image is run as
+//! the kubelet would run it (uid 65532, read-only root, an empty shared directory), and a
+//! rebuild from a fresh daemon must give the same digests.
+
+mod common;
+
+use common::cluster::spawn_tied;
+use common::registry::{Registry, RegistryOptions};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn succeed(command: &mut Command) -> Output {
+    // A binary this test just wrote can be briefly "busy" while a process forked meanwhile (by
+    // the other test) still holds the written file open: retry that one error.
+    let mut attempts = 0;
+    let output = loop {
+        match command.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => break result.unwrap_or_else(|e| panic!("{command:?}: {e}")),
+        }
+    };
+    assert!(output.status.success(), "{command:?} failed:\n{}{}", text(&output.stdout), text(&output.stderr));
+    output
+}
+
+fn buildkit_dir() -> PathBuf {
+    let output = succeed(&mut Command::new(repo_root().join("scripts/buildkit.sh")));
+    PathBuf::from(text(&output.stdout).trim())
+}
+
+/// `docker buildx` with the plugin from scripts/buildkit.sh, in a Docker config of its own
+/// (builders are recorded there); the standalone `buildx` where there is no docker CLI.
+struct Buildx {
+    config: tempfile::TempDir,
+    tools: PathBuf,
+}
+
+impl Buildx {
+    fn new() -> Buildx {
+        let tools = buildkit_dir();
+        let config = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(tools.join("cli-plugins"), config.path().join("cli-plugins")).unwrap();
+        Buildx { config, tools }
+    }
+
+    fn command(&self) -> Command {
+        let docker = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
+        let mut command = if docker {
+            let mut command = Command::new("docker");
+            command.arg("buildx");
+            command
+        } else {
+            Command::new(self.tools.join("buildx"))
+        };
+        command.current_dir(repo_root()).env("DOCKER_CONFIG", self.config.path());
+        // Only what a test sets reaches the bake file.
+        for variable in ["REGISTRY", "TAG", "DFGET_VERSION", "WEBHOOK_PLATFORMS", "TOOLS_PLATFORMS", "DIST", "CA_CERTIFICATES", "SOURCE_DATE_EPOCH", "REVISION", "SOURCE", "PROVENANCE"] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    fn print(&self, vars: &[(&str, &str)]) -> Value {
+        let output = succeed(self.command().args(["bake", "--print"]).envs(vars.iter().copied()));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+/// A BuildKit daemon of its own: state and socket in a temporary directory, the OCI worker with
+/// the native snapshotter (nothing is ever run: the Dockerfiles only copy), and the loopback
+/// registry known as plain HTTP.
+struct Buildkitd {
+    child: Child,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Buildkitd {
+    fn start(buildx: &Buildx, registry: &str, name: &str) -> Buildkitd {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("buildkitd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[worker.oci]\n  enabled = true\n  snapshotter = \"native\"\n  gc = false\n\
+                 [worker.containerd]\n  enabled = false\n[registry.\"{registry}\"]\n  http = true\n"
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("buildkitd.sock");
+        let child = spawn_tied(
+            Command::new(buildx.tools.join("buildkitd"))
+                .arg("--config")
+                .arg(&config)
+                .arg("--root")
+                .arg(dir.path().join("root"))
+                .arg("--addr")
+                .arg(format!("unix://{}", socket.display())),
+            &dir.path().join("buildkitd.log"),
+        );
+        let mut daemon = Buildkitd { child, dir, name: name.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let workers = Command::new(buildx.tools.join("buildctl"))
+                .arg("--addr")
+                .arg(format!("unix://{}", socket.display()))
+                .args(["debug", "workers"])
+                .output()
+                .unwrap();
+            if workers.status.success() && text(&workers.stdout).lines().count() > 1 {
+                break;
+            }
+            assert!(daemon.child.try_wait().unwrap().is_none(), "buildkitd exited: {}", daemon.log());
+            assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = buildx.command().args(["rm", name]).output();
+        succeed(buildx.command().args(["create", "--name", name, "--driver", "remote"]).arg(format!("unix://{}", socket.display())));
+        daemon.name = name.to_owned();
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("buildkitd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Buildkitd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the bake file's default group with `--push` and returns the digest of each target's
+/// index, from buildx's metadata file.
+fn bake(buildx: &Buildx, daemon: &Buildkitd, vars: &[(&str, &str)], readable: &[&Path]) -> BTreeMap<String, String> {
+    let metadata = daemon.dir.path().join(format!("metadata-{}.json", std::process::id()));
+    let mut command = buildx.command();
+    command.args(["bake", "--push", "--progress", "plain", "--builder", &daemon.name]).arg("--metadata-file").arg(&metadata);
+    for path in readable {
+        command.arg(format!("--allow=fs.read={}", path.display()));
+    }
+    command.envs(vars.iter().copied()).env("BUILDX_METADATA_PROVENANCE", "disabled");
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "bake failed:\n{}\nbuildkitd:\n{}", text(&output.stderr), daemon.log());
+    let metadata: Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    ["tools", "webhook"]
+        .iter()
+        .map(|target| {
+            let digest = metadata[target]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("no digest for {target}: {metadata}"));
+            (target.to_string(), digest.to_owned())
+        })
+        .collect()
+}
+
+const ALL_PLATFORMS: [&str; 5] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"];
+
+fn runner(platform: &str) -> Option<&'static str> {
+    match platform {
+        "linux/arm64" => Some("qemu-aarch64-static"),
+        "linux/arm/v7" => Some("qemu-arm-static"),
+        "linux/ppc64le" => Some("qemu-ppc64le-static"),
+        "linux/s390x" => Some("qemu-s390x-static"),
+        _ => None,
+    }
+}
+
+/// The platforms the dist holds all of `files` for.
+fn platforms_with(dist: &Path, image: &str, files: &[&str]) -> Vec<String> {
+    let mut platforms = Vec::new();
+    for platform in ALL_PLATFORMS {
+        if files.iter().all(|f| dist.join(platform).join(f).is_file()) {
+            platforms.push(platform.to_owned());
+        } else {
+            eprintln!("{platform}: the dist lacks one of {files:?}, so the {image} image leaves it out");
+        }
+    }
+    assert!(platforms.iter().any(|p| p == "linux/amd64"), "{} lacks linux/amd64: run scripts/cross-build.sh and scripts/dfget.sh", dist.display());
+    platforms
+}
+
+/// A file from a layer: mode, modification time, owner and bytes.
+#[derive(Debug)]
+struct Entry {
+    mode: u32,
+    mtime: u64,
+    uid: u64,
+    bytes: Vec<u8>,
+}
+
+struct Registered {
+    client: Client,
+    host: String,
+}
+
+impl Registered {
+    fn reference(&self, repository: &str, digest_or_tag: &str) -> Reference {
+        let separator = if digest_or_tag.starts_with("sha256:") { "@" } else { ":" };
+        format!("{}/dragonflyoss/{repository}{separator}{digest_or_tag}", self.host).parse().unwrap()
+    }
+
+    async fn json(&self, repository: &str, digest: &str, media_type: &str) -> Value {
+        let (bytes, actual) = self.client.pull_manifest_raw(&self.reference(repository, digest), &RegistryAuth::Anonymous, &[media_type]).await.unwrap();
+        assert_eq!(actual, digest);
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    async fn blob(&self, repository: &str, digest: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.client.pull_blob(&self.reference(repository, digest), digest, &mut out).await.unwrap();
+        out
+    }
+
+    /// Every regular file of the image's layers, by path.
+    async fn files(&self, repository: &str, manifest: &Value) -> BTreeMap<String, Entry> {
+        let mut files = BTreeMap::new();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let media_type = layer["mediaType"].as_str().unwrap();
+            let blob = self.blob(repository, layer["digest"].as_str().unwrap()).await;
+            let tar: Box<dyn Read> = match media_type {
+                "application/vnd.oci.image.layer.v1.tar+gzip" => Box::new(flate2::read::GzDecoder::new(&blob[..])),
+                "application/vnd.oci.image.layer.v1.tar" => Box::new(&blob[..]),
+                other => panic!("unexpected layer type {other}"),
+            };
+            let mut archive = tar::Archive::new(tar);
+            for entry in archive.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let header = entry.header().clone();
+                let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+                if header.entry_type().is_file() {
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes).unwrap();
+                    files.insert(path, Entry { mode: header.mode().unwrap() & 0o7777, mtime: header.mtime().unwrap(), uid: header.uid().unwrap(), bytes });
+                } else {
+                    assert_eq!(header.mtime().unwrap(), 0, "{path}: timestamps are rewritten to SOURCE_DATE_EPOCH");
+                }
+            }
+        }
+        files
+    }
+}
+
+fn platform_of(descriptor: &Value) -> String {
+    let platform = &descriptor["platform"];
+    let mut name = format!("{}/{}", platform["os"].as_str().unwrap(), platform["architecture"].as_str().unwrap());
+    if let Some(variant) = platform["variant"].as_str() {
+        name = format!("{name}/{variant}");
+    }
+    name
+}
+
+fn copy_dir_fresh(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir_fresh(&entry.path(), &target);
+        } else {
+            // New inode, new timestamps: only the bytes and the mode carry over.
+            std::fs::write(&target, std::fs::read(entry.path()).unwrap()).unwrap();
+            std::fs::set_permissions(&target, entry.metadata().unwrap().permissions()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
+    let buildx = Buildx::new();
+    let printed = buildx.print(&[]);
+    assert_eq!(printed["group"]["default"]["targets"], serde_json::json!(["tools", "webhook"]));
+    let (tools, webhook) = (&printed["target"]["tools"], &printed["target"]["webhook"]);
+    assert_eq!(tools["tags"], serde_json::json!([dragonfly_injector::config::DEFAULT_TOOLS_IMAGE]), "the webhook's default tools image");
+    let chart_values = std::fs::read_to_string(repo_root().join("charts/dragonfly-injector/values.yaml")).unwrap();
+    assert!(chart_values.contains("repository: docker.io/dragonflyoss/dragonfly-injector\n"), "the chart's webhook image");
+    assert_eq!(webhook["tags"], serde_json::json!([format!("docker.io/dragonflyoss/dragonfly-injector:v{}", env!("CARGO_PKG_VERSION"))]));
+    assert_eq!(tools["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]), "the platforms with a static dfget");
+    assert_eq!(webhook["platforms"], serde_json::json!(ALL_PLATFORMS));
+    for target in [tools, webhook] {
+        assert_eq!(target["output"][0]["rewrite-timestamp"], "true");
+        assert_eq!(target["output"][0]["oci-mediatypes"], "true");
+        assert_eq!(target["args"]["SOURCE_DATE_EPOCH"], "0");
+        assert_eq!(target["attest"][0], serde_json::json!({"type": "provenance", "disabled": true}));
+        assert!(target.get("contexts").is_none_or(|c| c.as_object().unwrap().is_empty()), "by default everything is built inside Docker: {target}");
+        let annotations = target["annotations"].as_array().unwrap();
+        for key in ["source", "version", "revision"] {
+            assert!(annotations.iter().any(|a| a.as_str().unwrap().starts_with(&format!("index,manifest:org.opencontainers.image.{key}="))), "{key}");
+        }
+    }
+
+    let printed = buildx.print(&[("DIST", "target/dist"), ("CA_CERTIFICATES", "/etc/ssl/certs"), ("TOOLS_PLATFORMS", "linux/s390x"), ("PROVENANCE", "true"), ("REGISTRY", "r.example/x"), ("TAG", "v9")]);
+    let (tools, webhook) = (&printed["target"]["tools"], &printed["target"]["webhook"]);
+    assert_eq!(tools["contexts"], serde_json::json!({"dist": "target/dist"}));
+    assert_eq!(webhook["contexts"], serde_json::json!({"dist": "target/dist", "ca-certificates": "/etc/ssl/certs"}));
+    assert_eq!(tools["platforms"], serde_json::json!(["linux/s390x"]));
+    assert_eq!(tools["tags"], serde_json::json!(["r.example/x/dragonfly-injector-tools:v9"]));
+    assert_eq!(tools["attest"][0], serde_json::json!({"type": "provenance", "mode": "max"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_binaries() {
+    common::install_crypto();
+    let dist = std::fs::canonicalize(repo_root().join("target/dist")).expect("target/dist: run scripts/cross-build.sh first (scripts/test.sh does)");
+    let tools_platforms = platforms_with(&dist, "tools", &["dfget-copier", "tools/dfget", "tools/SHA256SUMS"]);
+    let webhook_platforms = platforms_with(&dist, "webhook", &["dragonfly-injector"]);
+    assert_eq!(webhook_platforms, ALL_PLATFORMS, "scripts/cross-build.sh builds the webhook for every platform");
+    let registry = Registry::start(RegistryOptions::default());
+    let buildx = Buildx::new();
+    let daemon = Buildkitd::start(&buildx, &registry.host, &format!("images-test-{}", std::process::id()));
+    let registry_prefix = format!("{}/dragonflyoss", registry.host);
+    let (tools_list, webhook_list) = (tools_platforms.join(","), webhook_platforms.join(","));
+    let ca_dir = Path::new("/etc/ssl/certs");
+    let vars = |tag: &'static str, dist: &Path, epoch: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("REGISTRY", registry_prefix.clone()),
+            ("TAG", tag.to_owned()),
+            ("TOOLS_PLATFORMS", tools_list.clone()),
+            ("WEBHOOK_PLATFORMS", webhook_list.clone()),
+            ("DIST", dist.display().to_string()),
+            ("CA_CERTIFICATES", ca_dir.display().to_string()),
+            ("SOURCE_DATE_EPOCH", epoch.to_owned()),
+            ("REVISION", "0123456789abcdef".to_owned()),
+        ]
+    };
+    let run_bake = |daemon: &Buildkitd, vars: Vec<(&'static str, String)>, dist: &Path| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        bake(&buildx, daemon, &vars, &[dist, ca_dir])
+    };
+    let first = run_bake(&daemon, vars("test", &dist, "0"), &dist);
+
+    let registered = Registered { client: Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() }), host: registry.host.clone() };
+    let ca_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+    let mut amd64_tools = BTreeMap::new();
+    let mut amd64_webhook = Vec::new();
+    for (target, repository) in [("tools", "dragonfly-injector-tools"), ("webhook", "dragonfly-injector")] {
+        let digest = &first[target];
+        let index = registered.json(repository, digest, INDEX).await;
+        assert_eq!(index["mediaType"], INDEX, "{target}");
+        for (key, value) in [("source", "https://github.com/dragonflyoss/dragonfly-injector"), ("version", "test"), ("revision", "0123456789abcdef")] {
+            assert_eq!(index["annotations"][format!("org.opencontainers.image.{key}")], value, "{target}: index annotation {key}");
+        }
+        let entries = index["manifests"].as_array().unwrap();
+        let mut found: Vec<String> = entries.iter().map(platform_of).collect();
+        found.sort();
+        let mut expected = if target == "tools" { tools_platforms.clone() } else { webhook_platforms.clone() };
+        expected.sort();
+        assert_eq!(found, expected, "{target}: exactly the platforms asked for, and no attestation entries");
+
+        for descriptor in entries {
+            let platform = platform_of(descriptor);
+            let manifest = registered.json(repository, descriptor["digest"].as_str().unwrap(), MANIFEST).await;
+            assert_eq!(manifest["annotations"]["org.opencontainers.image.version"], "test", "{target} {platform}: manifest annotation");
+            let config: Value = serde_json::from_slice(&registered.blob(repository, manifest["config"]["digest"].as_str().unwrap()).await).unwrap();
+            let mut parts = platform.split('/');
+            assert_eq!(config["os"], parts.next().unwrap(), "{target} {platform}");
+            assert_eq!(config["architecture"], parts.next().unwrap(), "{target} {platform}");
+            assert_eq!(config["variant"].as_str(), parts.next(), "{target} {platform}");
+            assert_eq!(config["created"], "1970-01-01T00:00:00Z", "{target} {platform}: created comes from SOURCE_DATE_EPOCH");
+            assert_eq!(config["config"]["User"], "65532:65532", "{target} {platform}");
+            assert_eq!(config["config"]["Labels"]["org.opencontainers.image.revision"], "0123456789abcdef", "{target} {platform}");
+            assert_eq!(config["config"]["Labels"]["org.opencontainers.image.source"], "https://github.com/dragonflyoss/dragonfly-injector");
+            assert_eq!(config["config"]["Labels"]["org.opencontainers.image.version"], "test");
+
+            let compressed: u64 = manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
+            eprintln!("{repository} {platform}: {compressed} bytes of compressed layers");
+            let mut files = registered.files(repository, &manifest).await;
+            let from_dist = |path: &str| std::fs::read(dist.join(&platform).join(path)).unwrap();
+            let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
+            names.sort();
+            if target == "tools" {
+                assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dfget-copier"]));
+                assert_eq!(names, ["dfget-copier", "dragonfly-tools/SHA256SUMS", "dragonfly-tools/dfget"], "{platform}: the tools image holds nothing else");
+                assert_eq!(files["dfget-copier"].bytes, from_dist("dfget-copier"), "{platform}: the copier");
+                assert_eq!(files["dragonfly-tools/dfget"].bytes, from_dist("tools/dfget"), "{platform}: dfget");
+                assert_eq!(files["dragonfly-tools/SHA256SUMS"].bytes, from_dist("tools/SHA256SUMS"), "{platform}: the manifest");
+                assert_eq!(files["dfget-copier"].mode & 0o111, 0o111, "{platform}: the copier is executable");
+                assert_eq!(files["dragonfly-tools/dfget"].mode & 0o111, 0o111, "{platform}: dfget is executable");
+            } else {
+                assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dragonfly-injector"]));
+                assert_eq!(config["config"]["Cmd"], serde_json::json!(["serve"]));
+                assert_eq!(names, ["dragonfly-injector", "etc/ssl/certs/ca-certificates.crt"], "{platform}: the webhook image holds nothing else");
+                assert_eq!(files["dragonfly-injector"].bytes, from_dist("dragonfly-injector"), "{platform}: the webhook binary");
+                assert_eq!(files["etc/ssl/certs/ca-certificates.crt"].bytes, ca_bundle, "{platform}: the CA bundle");
+                // The binary the image carries runs on its architecture (under qemu-user here).
+                let binary = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(binary.path(), &files["dragonfly-injector"].bytes).unwrap();
+                std::fs::set_permissions(binary.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+                let binary = binary.into_temp_path();
+                let mut command = match runner(&platform) {
+                    Some(qemu) => {
+                        let mut command = Command::new(qemu);
+                        command.arg(&binary);
+                        command
+                    }
+                    None => Command::new(&binary),
+                };
+                let version = succeed(command.arg("--version"));
+                assert_eq!(text(&version.stdout), format!("dragonfly-injector {}\n", env!("CARGO_PKG_VERSION")), "{platform}");
+            }
+            for (path, entry) in &files {
+                assert_eq!(entry.mtime, 0, "{target} {platform} {path}: timestamps rewritten to SOURCE_DATE_EPOCH");
+                assert_eq!(entry.uid, 0, "{target} {platform} {path}: owned by root, run as 65532");
+            }
+            if platform == "linux/amd64" {
+                if target == "tools" {
+                    amd64_tools = files;
+                } else {
+                    amd64_webhook = files.remove("dragonfly-injector").unwrap().bytes;
+                }
+            }
+        }
+    }
+
+    // The webhook binary from the amd64 image resolves the tools image to the pushed digest.
+    let work = tempfile::tempdir().unwrap();
+    let webhook = work.path().join("dragonfly-injector");
+    std::fs::write(&webhook, &amd64_webhook).unwrap();
+    std::fs::set_permissions(&webhook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tools_image = format!("{registry_prefix}/dragonfly-injector-tools:test");
+    let resolved = succeed(Command::new(&webhook).args(["resolve", "--plain-http", &registry.host, &tools_image]));
+    let resolved = text(&resolved.stdout);
+    assert!(resolved.contains(&format!("digest:    {}\n", first["tools"])), "{resolved}");
+    let mut listed = tools_platforms.clone();
+    listed.sort();
+    assert!(resolved.contains(&format!("platforms: {}\n", listed.join(", "))), "{resolved}");
+    assert!(resolved.contains("kind:      index (multi-arch)"), "{resolved}");
+
+    // The amd64 tools image, run as the kubelet runs the injected init container: its layers as
+    // a read-only root, uid 65532, an empty shared directory at the webhook's mount path. The
+    // copied dfget then runs in a root holding nothing but the image.
+    let rootfs = work.path().join("rootfs");
+    for (path, entry) in &amd64_tools {
+        let target = rootfs.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, &entry.bytes).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(entry.mode)).unwrap();
+    }
+    std::fs::create_dir_all(rootfs.join("dragonfly/bin")).unwrap();
+    let root = rootfs.display();
+    let script = format!(
+        "mount --bind {root} {root} && mount -o remount,bind,ro {root} && mount -t tmpfs -o mode=0777 tmpfs {root}/dragonfly/bin \
+         && chroot --userspec=65532:65532 {root} /dfget-copier --to /dragonfly/bin \
+         && chroot --userspec=65532:65532 {root} /dragonfly/bin/dfget --version \
+         && if touch {root}/dragonfly-tools/x 2>/dev/null; then echo root-is-writable; exit 1; fi"
+    );
+    let ran = succeed(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]));
+    let stdout = text(&ran.stdout);
+    assert!(stdout.contains(r#""file":"dfget","action":"copied""#), "{stdout}");
+    assert!(stdout.contains(r#""msg":"tools ready""#), "{stdout}");
+    assert!(stdout.contains("dfget "), "the copied dfget runs: {stdout}");
+
+    // Reproducible: a fresh daemon (no cache), the dist copied anew (new inodes and timestamps)
+    // and another tag give the same digests.
+    drop(daemon);
+    let copy = work.path().join("dist");
+    copy_dir_fresh(&dist, &copy);
+    let fresh = Buildkitd::start(&buildx, &registry.host, &format!("images-test-fresh-{}", std::process::id()));
+    let second = run_bake(&fresh, vars("again", &copy, "0"), &copy);
+    // The tag is in the index annotations, so the version must match to compare digests.
+    let third = run_bake(&fresh, vars("test", &copy, "0"), &copy);
+    assert_eq!(third, first, "the same inputs give the same index digests");
+    assert_ne!(second["tools"], first["tools"], "the version annotation is part of the index");
+    let later = run_bake(&fresh, vars("test", &copy, "1700000000"), &copy);
+    assert_ne!(later["tools"], first["tools"], "SOURCE_DATE_EPOCH reaches the image");
+    let tools = registered.json("dragonfly-injector-tools", &later["tools"], INDEX).await;
+    let manifest = registered.json("dragonfly-injector-tools", tools["manifests"][0]["digest"].as_str().unwrap(), MANIFEST).await;
+    let config: Value = serde_json::from_slice(&registered.blob("dragonfly-injector-tools", manifest["config"]["digest"].as_str().unwrap()).await).unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    drop(fresh);
+}
