@@ -70,7 +70,20 @@ impl Env {
         let helm = helm();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start(RegistryOptions::default());
-        let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "e2e"));
+        // The real tools image, baked from the cross-built binaries, when scripts/cross-build.sh
+        // has run (scripts/test.sh runs it); otherwise a hand-made two-platform index.
+        let (tools_repository, digest) = match common::bake::publish_tools(&registry.host, "v1") {
+            Some(published) => {
+                eprintln!("e2e: tools image {}:v1 baked from target/dist with docker buildx bake", published.0);
+                published
+            }
+            None => {
+                eprintln!("e2e: no target/dist (scripts/cross-build.sh); pushing a hand-made index as the tools image");
+                let repository = format!("{}/dragonfly/tools", registry.host);
+                let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "e2e"));
+                (repository, digest)
+            }
+        };
         let (plane, webhook_host) = match std::env::var_os("E2E_KUBECONFIG") {
             Some(kubeconfig) => {
                 let host = std::env::var("E2E_WEBHOOK_HOST").expect("E2E_WEBHOOK_HOST: this host's address as the cluster sees it");
@@ -98,7 +111,7 @@ impl Env {
             "--set", "tls.mode=secret",
             "--set", "tls.secret.name=webhook-tls",
             "--set-file", &format!("tls.secret.caBundle={}", work.join("ca.pem").display()),
-            "--set", &format!("tools.image.repository={}/dragonfly/tools", registry.host),
+            "--set", &format!("tools.image.repository={tools_repository}"),
             "--set", "tools.image.tag=v1",
             "--set", "tools.pinning=required",
             // Short, so that the registry-stopped scenario sees real failed refreshes.
@@ -129,7 +142,7 @@ impl Env {
             "--shutdown-delay=0s".to_owned(),
         ];
         let env = Env {
-            pinned_image: format!("{}/dragonfly/tools:v1@{digest}", registry.host),
+            pinned_image: format!("{tools_repository}:v1@{digest}"),
             registry: std::sync::Mutex::new(registry),
             plane,
             webhook_pki,

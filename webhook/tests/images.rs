@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::cluster::spawn_tied;
+use common::bake::{bake, dist_platforms_with, repo_root, succeed, text, Buildkitd, Buildx, ALL_PLATFORMS, TOOLS_FILES};
 use common::registry::{Registry, RegistryOptions};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -20,170 +20,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn succeed(command: &mut Command) -> Output {
-    // A binary this test just wrote can be briefly "busy" while a process forked meanwhile (by
-    // the other test) still holds the written file open: retry that one error.
-    let mut attempts = 0;
-    let output = loop {
-        match command.output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            result => break result.unwrap_or_else(|e| panic!("{command:?}: {e}")),
-        }
-    };
-    assert!(output.status.success(), "{command:?} failed:\n{}{}", text(&output.stdout), text(&output.stderr));
-    output
-}
-
-fn buildkit_dir() -> PathBuf {
-    let output = succeed(&mut Command::new(repo_root().join("scripts/buildkit.sh")));
-    PathBuf::from(text(&output.stdout).trim())
-}
-
-/// `docker buildx` with the plugin from scripts/buildkit.sh, in a Docker config of its own
-/// (builders are recorded there); the standalone `buildx` where there is no docker CLI.
-struct Buildx {
-    config: tempfile::TempDir,
-    tools: PathBuf,
-}
-
-impl Buildx {
-    fn new() -> Buildx {
-        let tools = buildkit_dir();
-        let config = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(tools.join("cli-plugins"), config.path().join("cli-plugins")).unwrap();
-        Buildx { config, tools }
-    }
-
-    fn command(&self) -> Command {
-        let docker = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
-        let mut command = if docker {
-            let mut command = Command::new("docker");
-            command.arg("buildx");
-            command
-        } else {
-            Command::new(self.tools.join("buildx"))
-        };
-        command.current_dir(repo_root()).env("DOCKER_CONFIG", self.config.path());
-        // Only what a test sets reaches the bake file.
-        for variable in ["REGISTRY", "TAG", "DFGET_VERSION", "WEBHOOK_PLATFORMS", "TOOLS_PLATFORMS", "DIST", "CA_CERTIFICATES", "SOURCE_DATE_EPOCH", "REVISION", "SOURCE", "PROVENANCE"] {
-            command.env_remove(variable);
-        }
-        command
-    }
-
-    fn print(&self, vars: &[(&str, &str)]) -> Value {
-        let output = succeed(self.command().args(["bake", "--print"]).envs(vars.iter().copied()));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-}
-
-/// A BuildKit daemon of its own: state and socket in a temporary directory, the OCI worker with
-/// the native snapshotter (nothing is ever run: the Dockerfiles only copy), and the loopback
-/// registry known as plain HTTP.
-struct Buildkitd {
-    child: Child,
-    dir: tempfile::TempDir,
-    name: String,
-}
-
-impl Buildkitd {
-    fn start(buildx: &Buildx, registry: &str, name: &str) -> Buildkitd {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("buildkitd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[worker.oci]\n  enabled = true\n  snapshotter = \"native\"\n  gc = false\n\
-                 [worker.containerd]\n  enabled = false\n[registry.\"{registry}\"]\n  http = true\n"
-            ),
-        )
-        .unwrap();
-        let socket = dir.path().join("buildkitd.sock");
-        let child = spawn_tied(
-            Command::new(buildx.tools.join("buildkitd"))
-                .arg("--config")
-                .arg(&config)
-                .arg("--root")
-                .arg(dir.path().join("root"))
-                .arg("--addr")
-                .arg(format!("unix://{}", socket.display())),
-            &dir.path().join("buildkitd.log"),
-        );
-        let mut daemon = Buildkitd { child, dir, name: name.to_owned() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let workers = Command::new(buildx.tools.join("buildctl"))
-                .arg("--addr")
-                .arg(format!("unix://{}", socket.display()))
-                .args(["debug", "workers"])
-                .output()
-                .unwrap();
-            if workers.status.success() && text(&workers.stdout).lines().count() > 1 {
-                break;
-            }
-            assert!(daemon.child.try_wait().unwrap().is_none(), "buildkitd exited: {}", daemon.log());
-            assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = buildx.command().args(["rm", name]).output();
-        succeed(buildx.command().args(["create", "--name", name, "--driver", "remote"]).arg(format!("unix://{}", socket.display())));
-        daemon.name = name.to_owned();
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("buildkitd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Buildkitd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the bake file's default group with `--push` and returns the digest of each target's
-/// index, from buildx's metadata file.
-fn bake(buildx: &Buildx, daemon: &Buildkitd, vars: &[(&str, &str)], readable: &[&Path]) -> BTreeMap<String, String> {
-    let metadata = daemon.dir.path().join(format!("metadata-{}.json", std::process::id()));
-    let mut command = buildx.command();
-    command.args(["bake", "--push", "--progress", "plain", "--builder", &daemon.name]).arg("--metadata-file").arg(&metadata);
-    for path in readable {
-        command.arg(format!("--allow=fs.read={}", path.display()));
-    }
-    command.envs(vars.iter().copied()).env("BUILDX_METADATA_PROVENANCE", "disabled");
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "bake failed:\n{}\nbuildkitd:\n{}", text(&output.stderr), daemon.log());
-    let metadata: Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
-    ["tools", "webhook"]
-        .iter()
-        .map(|target| {
-            let digest = metadata[target]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("no digest for {target}: {metadata}"));
-            (target.to_string(), digest.to_owned())
-        })
-        .collect()
-}
-
-const ALL_PLATFORMS: [&str; 5] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"];
 
 fn runner(platform: &str) -> Option<&'static str> {
     match platform {
@@ -197,13 +38,9 @@ fn runner(platform: &str) -> Option<&'static str> {
 
 /// The platforms the dist holds all of `files` for.
 fn platforms_with(dist: &Path, image: &str, files: &[&str]) -> Vec<String> {
-    let mut platforms = Vec::new();
-    for platform in ALL_PLATFORMS {
-        if files.iter().all(|f| dist.join(platform).join(f).is_file()) {
-            platforms.push(platform.to_owned());
-        } else {
-            eprintln!("{platform}: the dist lacks one of {files:?}, so the {image} image leaves it out");
-        }
+    let platforms = dist_platforms_with(dist, files);
+    for platform in ALL_PLATFORMS.iter().filter(|p| !platforms.iter().any(|q| q == *p)) {
+        eprintln!("{platform}: the dist lacks one of {files:?}, so the {image} image leaves it out");
     }
     assert!(platforms.iter().any(|p| p == "linux/amd64"), "{} lacks linux/amd64: run scripts/cross-build.sh and scripts/dfget.sh", dist.display());
     platforms
@@ -331,7 +168,7 @@ fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
 async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_binaries() {
     common::install_crypto();
     let dist = std::fs::canonicalize(repo_root().join("target/dist")).expect("target/dist: run scripts/cross-build.sh first (scripts/test.sh does)");
-    let tools_platforms = platforms_with(&dist, "tools", &["dfget-copier", "tools/dfget", "tools/SHA256SUMS"]);
+    let tools_platforms = platforms_with(&dist, "tools", &TOOLS_FILES);
     let webhook_platforms = platforms_with(&dist, "webhook", &["dragonfly-injector"]);
     assert_eq!(webhook_platforms, ALL_PLATFORMS, "scripts/cross-build.sh builds the webhook for every platform");
     let registry = Registry::start(RegistryOptions::default());
@@ -354,7 +191,7 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     };
     let run_bake = |daemon: &Buildkitd, vars: Vec<(&'static str, String)>, dist: &Path| {
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        bake(&buildx, daemon, &vars, &[dist, ca_dir])
+        bake(&buildx, daemon, &["tools", "webhook"], &vars, &[dist, ca_dir])
     };
     let first = run_bake(&daemon, vars("test", &dist, "0"), &dist);
 

@@ -2,6 +2,7 @@
 //! client, and AdmissionReview fixtures.
 #![allow(dead_code)]
 
+pub mod bake;
 pub mod cluster;
 pub mod registry;
 pub mod token;

@@ -1,0 +1,195 @@
+//! `docker buildx bake` for real, for the tests: buildx and buildkitd from scripts/buildkit.sh,
+//! a BuildKit daemon of the test's own on a unix socket as a remote builder, the repository's
+//! docker-bake.hcl, and the binaries scripts/cross-build.sh left in target/dist.
+
+use super::cluster::spawn_tied;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn succeed(command: &mut Command) -> Output {
+    // A binary this test just wrote can be briefly "busy" while a process forked meanwhile (by
+    // the other test) still holds the written file open: retry that one error.
+    let mut attempts = 0;
+    let output = loop {
+        match command.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => break result.unwrap_or_else(|e| panic!("{command:?}: {e}")),
+        }
+    };
+    assert!(output.status.success(), "{command:?} failed:\n{}{}", text(&output.stdout), text(&output.stderr));
+    output
+}
+
+pub fn buildkit_dir() -> PathBuf {
+    let output = succeed(&mut Command::new(repo_root().join("scripts/buildkit.sh")));
+    PathBuf::from(text(&output.stdout).trim())
+}
+
+/// `docker buildx` with the plugin from scripts/buildkit.sh, in a Docker config of its own
+/// (builders are recorded there); the standalone `buildx` where there is no docker CLI.
+pub struct Buildx {
+    config: tempfile::TempDir,
+    pub tools: PathBuf,
+}
+
+impl Buildx {
+    pub fn new() -> Buildx {
+        let tools = buildkit_dir();
+        let config = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(tools.join("cli-plugins"), config.path().join("cli-plugins")).unwrap();
+        Buildx { config, tools }
+    }
+
+    pub fn command(&self) -> Command {
+        let docker = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
+        let mut command = if docker {
+            let mut command = Command::new("docker");
+            command.arg("buildx");
+            command
+        } else {
+            Command::new(self.tools.join("buildx"))
+        };
+        command.current_dir(repo_root()).env("DOCKER_CONFIG", self.config.path());
+        // Only what a test sets reaches the bake file.
+        for variable in ["REGISTRY", "TAG", "DFGET_VERSION", "WEBHOOK_PLATFORMS", "TOOLS_PLATFORMS", "DIST", "CA_CERTIFICATES", "SOURCE_DATE_EPOCH", "REVISION", "SOURCE", "PROVENANCE"] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    pub fn print(&self, vars: &[(&str, &str)]) -> Value {
+        let output = succeed(self.command().args(["bake", "--print"]).envs(vars.iter().copied()));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+/// A BuildKit daemon of its own: state and socket in a temporary directory, the OCI worker with
+/// the native snapshotter (nothing is ever run: the Dockerfiles only copy), and the loopback
+/// registry known as plain HTTP.
+pub struct Buildkitd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub name: String,
+}
+
+impl Buildkitd {
+    pub fn start(buildx: &Buildx, registry: &str, name: &str) -> Buildkitd {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("buildkitd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[worker.oci]\n  enabled = true\n  snapshotter = \"native\"\n  gc = false\n\
+                 [worker.containerd]\n  enabled = false\n[registry.\"{registry}\"]\n  http = true\n"
+            ),
+        )
+        .unwrap();
+        let socket = dir.path().join("buildkitd.sock");
+        let child = spawn_tied(
+            Command::new(buildx.tools.join("buildkitd"))
+                .arg("--config")
+                .arg(&config)
+                .arg("--root")
+                .arg(dir.path().join("root"))
+                .arg("--addr")
+                .arg(format!("unix://{}", socket.display())),
+            &dir.path().join("buildkitd.log"),
+        );
+        let mut daemon = Buildkitd { child, dir, name: name.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let workers = Command::new(buildx.tools.join("buildctl"))
+                .arg("--addr")
+                .arg(format!("unix://{}", socket.display()))
+                .args(["debug", "workers"])
+                .output()
+                .unwrap();
+            if workers.status.success() && text(&workers.stdout).lines().count() > 1 {
+                break;
+            }
+            assert!(daemon.child.try_wait().unwrap().is_none(), "buildkitd exited: {}", daemon.log());
+            assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = buildx.command().args(["rm", name]).output();
+        succeed(buildx.command().args(["create", "--name", name, "--driver", "remote"]).arg(format!("unix://{}", socket.display())));
+        daemon.name = name.to_owned();
+        daemon
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("buildkitd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Buildkitd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the bake file's `targets` with `--push` and returns the digest of each target's index,
+/// from buildx's metadata file.
+pub fn bake(buildx: &Buildx, daemon: &Buildkitd, targets: &[&str], vars: &[(&str, &str)], readable: &[&Path]) -> BTreeMap<String, String> {
+    let metadata = daemon.dir.path().join(format!("metadata-{}.json", std::process::id()));
+    let mut command = buildx.command();
+    command.args(["bake", "--push", "--progress", "plain", "--builder", &daemon.name]).arg("--metadata-file").arg(&metadata);
+    command.args(targets);
+    for path in readable {
+        command.arg(format!("--allow=fs.read={}", path.display()));
+    }
+    command.envs(vars.iter().copied()).env("BUILDX_METADATA_PROVENANCE", "disabled");
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "bake failed:\n{}\nbuildkitd:\n{}", text(&output.stderr), daemon.log());
+    let metadata: Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    targets
+        .iter()
+        .map(|target| {
+            let digest = metadata[target]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("no digest for {target}: {metadata}"));
+            (target.to_string(), digest.to_owned())
+        })
+        .collect()
+}
+
+pub const ALL_PLATFORMS: [&str; 5] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"];
+
+/// The dist's platforms that have all of `files`.
+pub fn dist_platforms_with(dist: &Path, files: &[&str]) -> Vec<String> {
+    ALL_PLATFORMS.iter().filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file())).map(|p| p.to_string()).collect()
+}
+
+pub const TOOLS_FILES: [&str; 3] = ["dfget-copier", "tools/dfget", "tools/SHA256SUMS"];
+
+/// Publishes the tools image, baked from target/dist, to `registry` as
+/// `<registry>/dragonflyoss/dragonfly-injector-tools:<tag>` and returns that name and its index
+/// digest; `None` when the dist has no complete platform (scripts/cross-build.sh not run).
+pub fn publish_tools(registry: &str, tag: &str) -> Option<(String, String)> {
+    let dist = std::fs::canonicalize(repo_root().join("target/dist")).ok()?;
+    let platforms = dist_platforms_with(&dist, &TOOLS_FILES);
+    if platforms.is_empty() {
+        return None;
+    }
+    let buildx = Buildx::new();
+    let daemon = Buildkitd::start(&buildx, registry, &format!("publish-tools-{}", std::process::id()));
+    let prefix = format!("{registry}/dragonflyoss");
+    let dist_text = dist.display().to_string();
+    let platform_list = platforms.join(",");
+    let vars = [("REGISTRY", prefix.as_str()), ("TAG", tag), ("DIST", dist_text.as_str()), ("TOOLS_PLATFORMS", platform_list.as_str())];
+    let digests = bake(&buildx, &daemon, &["tools"], &vars, &[&dist]);
+    Some((format!("{prefix}/dragonfly-injector-tools"), digests["tools"].clone()))
+}
