@@ -25,5 +25,10 @@ hyperfine --shell=none --runs "${COLD_RUNS:-15}" --export-json "$work/cold.json"
 hyperfine --shell=none --warmup 3 --runs "${RUNS:-30}" --export-json "$work/unchanged.json" \
   --command-name "already present, verify only" "$copier"
 for run in warm cold unchanged; do
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"{r[\"command\"]}: median {r[\"median\"]*1000:.1f} ms (min {r[\"min\"]*1000:.1f}, max {r[\"max\"]*1000:.1f}, {len(r[\"times\"])} runs)")' "$work/$run.json"
+  python3 - "$work/$run.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+ms = lambda seconds: "%.1f ms" % (seconds * 1000)
+print("%s: median %s (min %s, max %s, %d runs)" % (r["command"], ms(r["median"]), ms(r["min"]), ms(r["max"]), len(r["times"])))
+PY
 done

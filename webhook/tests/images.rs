@@ -236,6 +236,7 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
             names.sort();
             if target == "tools" {
                 assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dfget-copier"]));
+                assert_eq!(config["config"]["Labels"]["io.d7y.dfget.version"], "1.5.10", "{platform}");
                 assert_eq!(names, ["dfget-copier", "dragonfly-tools/SHA256SUMS", "dragonfly-tools/dfget"], "{platform}: the tools image holds nothing else");
                 assert_eq!(files["dfget-copier"].bytes, from_dist("dfget-copier"), "{platform}: the copier");
                 assert_eq!(files["dragonfly-tools/dfget"].bytes, from_dist("tools/dfget"), "{platform}: dfget");
