@@ -36,12 +36,13 @@ targets="$(cache_dir)/cross-target"
 DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
 
 # What the webhook binary for a platform is built from: its sources, the lock file, the release
-# profile and the compiler.
+# profile, the compiler, and the build flags (platforms.sh). Delete $CACHE/dist-cache to force a
+# rebuild.
 source_key() {
   {
     echo "$1"
     /usr/bin/rustc --version
-    find Cargo.toml Cargo.lock webhook/Cargo.toml webhook/src -type f | LC_ALL=C sort | xargs sha256sum
+    find Cargo.toml Cargo.lock webhook/Cargo.toml webhook/src scripts/platforms.sh -type f | LC_ALL=C sort | xargs sha256sum
   } | sha256sum | cut -c1-32
 }
 

@@ -22,7 +22,7 @@ cache="$(cache_dir)/dfget-$DFGET_VERSION"
 
 log() { printf 'dfget.sh: %s\n' "$*" >&2; }
 
-scripts/cross-toolchain.sh dfget >&2
+scripts/cross-toolchain.sh dfget >/dev/null
 
 for platform in "${platforms[@]}"; do
   out="$cache/$(platform_dir "$platform")"
