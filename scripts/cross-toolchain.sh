@@ -28,7 +28,12 @@ for platform in $ALL_PLATFORMS; do
   packages+=("gcc-${prefix%-}" "libc6-dev-${arch}-cross")
 done
 if [ "${1:-}" = dfget ]; then
-  packages+=(protobuf-compiler clang libclang-dev cmake g++-aarch64-linux-gnu)
+  # RocksDB is C++: a cross g++ for every foreign platform.
+  packages+=(protobuf-compiler clang libclang-dev cmake)
+  for platform in $ALL_PLATFORMS; do
+    prefix=$(platform_gnu_prefix "$platform")
+    [ -z "$prefix" ] || packages+=("g++-${prefix%-}")
+  done
 fi
 
 missing=()
