@@ -29,7 +29,10 @@ for platform in "${platforms[@]}"; do
   if [ ! -x "$out/dfget" ]; then
     triple=$(platform_triple "$platform")
     log "building dfget $DFGET_VERSION for $platform ($triple); 20-30 minutes, once"
-    work=$(mktemp -d)
+    # The build directory is kept in the cache until the build succeeds, so a failed build
+    # (a missing package, a lost session) resumes instead of starting over.
+    work="$cache/build-$(platform_dir "$platform")"
+    mkdir -p "$work"
     (
       cross_env "$platform"
       # jemalloc must assume the largest page size the platform's kernels use (64 KiB on
