@@ -7,9 +7,9 @@
 #
 # dfget needs a newer rustc than Debian's 1.85 (tonic 0.14 and sysinfo 0.38 in its lock file
 # need 1.88), so it is built with Debian's rustc-web 1.96 (rust_web_cargo in platforms.sh). The
-# default platforms are the ones whose build has been seen to work here; the others (std built
-# from source) can be asked for by name. s390x and ppc64le fail in ring 0.16.20 (from rcgen
-# 0.12.1 in dragonfly-client's lock file), which does not support them. See images/README.md.
+# default platforms are the ones whose build works here; the others (std built from source) can
+# be asked for by name but fail upstream in 1.5.10: s390x and ppc64le in ring 0.16.20 (from rcgen
+# 0.12.1), arm/v7 in mappings 0.5.0 (32-bit). See images/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/platforms.sh
