@@ -1,10 +1,12 @@
 //! The copier against real directories.
 
+mod common;
+
+use common::{listing, write_tools};
 use dfget_copier::{copy_tools, parse_manifest, Action, Options};
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 struct Dirs {
     root: PathBuf,
@@ -23,19 +25,8 @@ fn dirs(test: &str, files: &[(&str, &[u8])]) -> Dirs {
     let (from, to) = (root.join("image"), root.join("shared"));
     fs::create_dir_all(&from).unwrap();
     fs::create_dir_all(&to).unwrap();
-    let mut manifest = String::new();
-    for (name, content) in files {
-        fs::write(from.join(name), content).unwrap();
-        manifest.push_str(&format!("{:x}  {name}\n", Sha256::digest(content)));
-    }
-    fs::write(from.join("SHA256SUMS"), manifest).unwrap();
+    write_tools(&from, files);
     Dirs { root, options: Options { from, to } }
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
 }
 
 #[test]

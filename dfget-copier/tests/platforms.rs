@@ -4,7 +4,9 @@
 //! native build does. Where the dist holds the real dfget, the copier installs it and the copy
 //! must run. Evidence that the other architectures work is running them.
 
-use sha2::{Digest, Sha256};
+mod common;
+
+use common::{listing, write_tools};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -80,21 +82,6 @@ fn scratch(test: &str, platform: &Platform) -> Scratch {
     fs::create_dir_all(root.join("image")).unwrap();
     fs::create_dir_all(root.join("shared")).unwrap();
     Scratch(root)
-}
-
-fn write_tools(from: &Path, files: &[(&str, &[u8])]) {
-    let mut manifest = String::new();
-    for (name, content) in files {
-        fs::write(from.join(name), content).unwrap();
-        manifest.push_str(&format!("{:x}  {name}\n", Sha256::digest(content)));
-    }
-    fs::write(from.join("SHA256SUMS"), manifest).unwrap();
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
 }
 
 fn text(bytes: &[u8]) -> String {

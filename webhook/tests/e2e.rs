@@ -8,7 +8,7 @@ mod common;
 
 use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane};
 use common::registry::{free_port, push_index, pushing_client, Registry, RegistryOptions};
-use common::{KubeletDir, Leaf, Pki};
+use common::{succeed, KubeletDir, Leaf, Pki};
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,16 +35,6 @@ struct Env {
     work: PathBuf,
 }
 
-fn run(command: &mut Command) -> std::process::Output {
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{command:?} failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-fn helm() -> PathBuf {
-    let output = run(&mut Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/helm.sh")));
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-}
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
@@ -67,7 +57,7 @@ fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 impl Env {
     fn setup() -> Env {
         common::install_crypto();
-        let helm = helm();
+        let helm = common::cached_tool("helm.sh");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start(RegistryOptions::default());
         // The real tools image, baked from the cross-built binaries, when scripts/cross-build.sh
@@ -101,11 +91,11 @@ impl Env {
         let (webhook_port, admin_port) = (free_port(), free_port());
         std::fs::write(work.join("ca.pem"), &webhook_pki.ca_pem).unwrap();
         leaf.write_pair(&work);
-        run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "namespace", RELEASE_NAMESPACE]));
-        run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "secret", "tls", "webhook-tls", "-n", RELEASE_NAMESPACE])
+        succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "namespace", RELEASE_NAMESPACE]));
+        succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "secret", "tls", "webhook-tls", "-n", RELEASE_NAMESPACE])
             .arg(format!("--cert={}", work.join("tls.crt").display())).arg(format!("--key={}", work.join("tls.key").display())));
-        let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/dragonfly-injector");
-        run(Command::new(&helm).args(["install", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"]).arg(&plane.kubeconfig).args([
+        let chart = common::repo_root().join("charts/dragonfly-injector");
+        succeed(Command::new(&helm).args(["install", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"]).arg(&plane.kubeconfig).args([
             "--set", &format!("webhook.url=https://{webhook_host}:{webhook_port}/mutate"),
             "--set", "webhook.failurePolicy=Fail",
             "--set", "tls.mode=secret",
@@ -120,7 +110,7 @@ impl Env {
         ]));
 
         // The webhook runs with exactly what the chart stored.
-        let stored = |args: &[&str]| String::from_utf8(run(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(args)).stdout).unwrap();
+        let stored = |args: &[&str]| String::from_utf8(succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(args)).stdout).unwrap();
         let config = stored(&["get", "configmap", FULLNAME, "-n", RELEASE_NAMESPACE, "-o", "jsonpath={.data.config\\.yaml}"]);
         std::fs::write(work.join("config.yaml"), &config).unwrap();
         let secret: Value = serde_json::from_str(&stored(&["get", "secret", "webhook-tls", "-n", RELEASE_NAMESPACE, "-o", "json"])).unwrap();
@@ -415,10 +405,10 @@ fn certificate_rotation_fails_no_admission(env: &Env) {
 }
 
 fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
-    let helm = helm();
-    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/dragonfly-injector");
+    let helm = common::cached_tool("helm.sh");
+    let chart = common::repo_root().join("charts/dragonfly-injector");
     let upgrade = |policy: &str| {
-        run(Command::new(&helm).args(["upgrade", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--reuse-values", "--kubeconfig"])
+        succeed(Command::new(&helm).args(["upgrade", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--reuse-values", "--kubeconfig"])
             .arg(&env.plane.kubeconfig).args(["--set", &format!("webhook.failurePolicy={policy}")]));
     };
     env.namespace("e2e-down", &[]);

@@ -2,6 +2,8 @@
 //! renders: the webhook entries and selectors, the certificates, the RBAC rules, and the config
 //! file, which must load with the webhook's own config loader.
 
+mod common;
+
 use base64::Engine as _;
 use rustls::client::danger::ServerCertVerifier as _;
 use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
@@ -15,21 +17,13 @@ use std::sync::OnceLock;
 const NAMESPACE: &str = "dragonfly-system";
 const FULLNAME: &str = "df-dragonfly-injector";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn helm() -> &'static PathBuf {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let output = Command::new(root().join("scripts/helm.sh")).output().expect("scripts/helm.sh runs");
-        assert!(output.status.success(), "building helm failed: {}", String::from_utf8_lossy(&output.stderr));
-        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-    })
+    HELM.get_or_init(|| common::cached_tool("helm.sh"))
 }
 
 fn chart() -> String {
-    root().join("charts/dragonfly-injector").display().to_string()
+    common::repo_root().join("charts/dragonfly-injector").display().to_string()
 }
 
 fn helm_run(args: &[&str]) -> Output {

@@ -11,7 +11,8 @@
 
 mod common;
 
-use common::bake::{bake, dist_platforms_with, repo_root, succeed, text, Buildkitd, Buildx, ALL_PLATFORMS, TOOLS_FILES};
+use common::bake::{bake, dist_platforms_with, Buildkitd, Buildx, ALL_PLATFORMS, TOOLS_FILES};
+use common::{repo_root, succeed, text};
 use common::registry::{Registry, RegistryOptions};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -197,8 +198,10 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
 
     let registered = Registered { client: Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() }), host: registry.host.clone() };
     let ca_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // Each platform's webhook binary, as its image carries it.
+    let webhook_binary = |platform: &str| work.path().join(platform.replace('/', "_")).join("dragonfly-injector");
     let mut amd64_tools = BTreeMap::new();
-    let mut amd64_webhook = Vec::new();
     for (target, repository) in [("tools", "dragonfly-injector-tools"), ("webhook", "dragonfly-injector")] {
         let digest = &first[target];
         let index = registered.json(repository, digest, INDEX).await;
@@ -230,7 +233,7 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
 
             let compressed: u64 = manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
             eprintln!("{repository} {platform}: {compressed} bytes of compressed layers");
-            let mut files = registered.files(repository, &manifest).await;
+            let files = registered.files(repository, &manifest).await;
             let from_dist = |path: &str| std::fs::read(dist.join(&platform).join(path)).unwrap();
             let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
             names.sort();
@@ -250,10 +253,10 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
                 assert_eq!(files["dragonfly-injector"].bytes, from_dist("dragonfly-injector"), "{platform}: the webhook binary");
                 assert_eq!(files["etc/ssl/certs/ca-certificates.crt"].bytes, ca_bundle, "{platform}: the CA bundle");
                 // The binary the image carries runs on its architecture (under qemu-user here).
-                let binary = tempfile::NamedTempFile::new().unwrap();
-                std::fs::write(binary.path(), &files["dragonfly-injector"].bytes).unwrap();
-                std::fs::set_permissions(binary.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-                let binary = binary.into_temp_path();
+                let binary = webhook_binary(&platform);
+                std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+                std::fs::write(&binary, &files["dragonfly-injector"].bytes).unwrap();
+                std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
                 let mut command = match runner(&platform) {
                     Some(qemu) => {
                         let mut command = Command::new(qemu);
@@ -269,21 +272,14 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
                 assert_eq!(entry.mtime, 0, "{target} {platform} {path}: timestamps rewritten to SOURCE_DATE_EPOCH");
                 assert_eq!(entry.uid, 0, "{target} {platform} {path}: owned by root, run as 65532");
             }
-            if platform == "linux/amd64" {
-                if target == "tools" {
-                    amd64_tools = files;
-                } else {
-                    amd64_webhook = files.remove("dragonfly-injector").unwrap().bytes;
-                }
+            if platform == "linux/amd64" && target == "tools" {
+                amd64_tools = files;
             }
         }
     }
 
     // The webhook binary from the amd64 image resolves the tools image to the pushed digest.
-    let work = tempfile::tempdir().unwrap();
-    let webhook = work.path().join("dragonfly-injector");
-    std::fs::write(&webhook, &amd64_webhook).unwrap();
-    std::fs::set_permissions(&webhook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let webhook = webhook_binary("linux/amd64");
     let tools_image = format!("{registry_prefix}/dragonfly-injector-tools:test");
     let resolved = succeed(Command::new(&webhook).args(["resolve", "--plain-http", &registry.host, &tools_image]));
     let resolved = text(&resolved.stdout);
@@ -317,8 +313,8 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     assert!(stdout.contains(r#""msg":"tools ready""#), "{stdout}");
     assert!(stdout.contains("dfget "), "the copied dfget runs: {stdout}");
 
-    // Reproducible: a fresh daemon (no cache), the dist copied anew (new inodes and timestamps)
-    // and another tag give the same digests.
+    // Reproducible: a fresh daemon (no cache) and the dist copied anew (new inodes and
+    // timestamps) give the same digests; another tag or SOURCE_DATE_EPOCH does not.
     drop(daemon);
     let copy = work.path().join("dist");
     copy_dir_fresh(&dist, &copy);

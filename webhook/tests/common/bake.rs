@@ -3,40 +3,15 @@
 //! docker-bake.hcl, and the binaries scripts/cross-build.sh left in target/dist.
 
 use super::cluster::spawn_tied;
+use super::{cached_tool, repo_root, succeed, text};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-pub fn succeed(command: &mut Command) -> Output {
-    // A binary this test just wrote can be briefly "busy" while a process forked meanwhile (by
-    // the other test) still holds the written file open: retry that one error.
-    let mut attempts = 0;
-    let output = loop {
-        match command.output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            result => break result.unwrap_or_else(|e| panic!("{command:?}: {e}")),
-        }
-    };
-    assert!(output.status.success(), "{command:?} failed:\n{}{}", text(&output.stdout), text(&output.stderr));
-    output
-}
-
 pub fn buildkit_dir() -> PathBuf {
-    let output = succeed(&mut Command::new(repo_root().join("scripts/buildkit.sh")));
-    PathBuf::from(text(&output.stdout).trim())
+    cached_tool("buildkit.sh")
 }
 
 /// `docker buildx` with the plugin from scripts/buildkit.sh, in a Docker config of its own
@@ -44,6 +19,7 @@ pub fn buildkit_dir() -> PathBuf {
 pub struct Buildx {
     config: tempfile::TempDir,
     pub tools: PathBuf,
+    docker: bool,
 }
 
 impl Buildx {
@@ -51,12 +27,12 @@ impl Buildx {
         let tools = buildkit_dir();
         let config = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(tools.join("cli-plugins"), config.path().join("cli-plugins")).unwrap();
-        Buildx { config, tools }
+        let docker = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
+        Buildx { config, tools, docker }
     }
 
     pub fn command(&self) -> Command {
-        let docker = Command::new("docker").arg("--version").output().is_ok_and(|o| o.status.success());
-        let mut command = if docker {
+        let mut command = if self.docker {
             let mut command = Command::new("docker");
             command.arg("buildx");
             command
@@ -125,9 +101,7 @@ impl Buildkitd {
             assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = buildx.command().args(["rm", name]).output();
         succeed(buildx.command().args(["create", "--name", name, "--driver", "remote"]).arg(format!("unix://{}", socket.display())));
-        daemon.name = name.to_owned();
         daemon
     }
 

@@ -35,10 +35,7 @@ fn b64(text: &str) -> String {
 }
 
 pub fn control_plane_binaries() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/control-plane.sh");
-    let output = Command::new(script).stderr(Stdio::inherit()).output().expect("scripts/control-plane.sh runs");
-    assert!(output.status.success(), "building the control plane failed");
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    super::cached_tool("control-plane.sh")
 }
 
 impl ControlPlane {

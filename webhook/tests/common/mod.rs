@@ -134,6 +134,41 @@ pub fn output_with_stdin(command: &mut std::process::Command, input: &[u8]) -> s
     child.wait_with_output().unwrap()
 }
 
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `command`, which must succeed, and returns its output.
+pub fn succeed(command: &mut std::process::Command) -> std::process::Output {
+    // A binary a test just wrote can be briefly "busy" while a process forked meanwhile (by
+    // another test thread) still holds the written file open: retry that one error.
+    let mut attempts = 0;
+    let output = loop {
+        match command.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => break result.unwrap_or_else(|e| panic!("{command:?}: {e}")),
+        }
+    };
+    assert!(output.status.success(), "{command:?} failed:\n{}{}", text(&output.stdout), text(&output.stderr));
+    output
+}
+
+/// Runs one of the scripts that build a pinned tool into the cache once (`helm.sh`,
+/// `control-plane.sh`, `buildkit.sh`) and returns the path it prints. Its progress goes to the
+/// test's standard error, so a first, minutes-long build is visible.
+pub fn cached_tool(script: &str) -> PathBuf {
+    let output = succeed(std::process::Command::new(repo_root().join("scripts").join(script)).stderr(std::process::Stdio::inherit()));
+    PathBuf::from(text(&output.stdout).trim())
+}
+
 /// `dragonfly-injector serve` on ephemeral loopback ports with JSON logs on a piped standard
 /// error, using `injector.yaml`, `tls.crt` and `tls.key` in `dir`, outside any cluster.
 pub fn serve_command(dir: &Path) -> std::process::Command {
