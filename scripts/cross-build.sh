@@ -33,7 +33,6 @@ dist=target/dist
 # always starts from one) rebuilds only this workspace's own crates, not every dependency for
 # every target.
 targets="$(cache_dir)/cross-target"
-DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
 
 # What the webhook binary for a platform is built from: its sources, the lock file, the release
 # profile, the compiler, and the build flags (platforms.sh). Delete $CACHE/dist-cache to force a
@@ -74,20 +73,21 @@ for platform in "${platforms[@]}"; do
   kept="$(cache_dir)/dist-cache/$webhook_key/dragonfly-injector"
   if [ ! -x "$kept" ]; then
     log "$platform: dragonfly-injector with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2)"
+    web_target="$targets/rust-web$(needs_build_std "$platform" && echo -build-std)"
     (
       cross_env "$platform"
-      CARGO_TARGET_DIR="$targets/rust-web$(needs_build_std "$platform" && echo -build-std)" \
+      CARGO_TARGET_DIR="$web_target" \
         rust_web_cargo "$platform" build --quiet --locked --release -p dragonfly-injector --target "$triple"
     )
     mkdir -p "${kept%/*}"
-    install -m 0755 "$targets/rust-web$(needs_build_std "$platform" && echo -build-std)/$triple/release/dragonfly-injector" "$kept.tmp"
+    install -m 0755 "$web_target/$triple/release/dragonfly-injector" "$kept.tmp"
     mv "$kept.tmp" "$kept"
   else
     log "$platform: dragonfly-injector unchanged since its last build"
   fi
   install -m 0755 "$kept" "$out/dragonfly-injector"
 
-  dfget="$(cache_dir)/dfget-$DFGET_VERSION/$(platform_dir "$platform")/dfget"
+  dfget="$(dfget_dir "$platform")/dfget"
   if [ ! -x "$dfget" ] && $build_dfget; then
     scripts/dfget.sh "$platform" >/dev/null
   fi

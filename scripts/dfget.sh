@@ -14,24 +14,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/platforms.sh
 
-DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
 DFGET_PLATFORMS="linux/amd64 linux/arm64"
 platforms=("$@")
 [ ${#platforms[@]} -gt 0 ] || read -r -a platforms <<<"$DFGET_PLATFORMS"
-cache="$(cache_dir)/dfget-$DFGET_VERSION"
 
 log() { printf 'dfget.sh: %s\n' "$*" >&2; }
 
 scripts/cross-toolchain.sh dfget >/dev/null
 
 for platform in "${platforms[@]}"; do
-  out="$cache/$(platform_dir "$platform")"
+  out=$(dfget_dir "$platform")
   if [ ! -x "$out/dfget" ]; then
     triple=$(platform_triple "$platform")
     log "building dfget $DFGET_VERSION for $platform ($triple); 20-30 minutes, once"
     # The build directory is kept in the cache until the build succeeds, so a failed build
     # (a missing package, a lost session) resumes instead of starting over.
-    work="$cache/build-$(platform_dir "$platform")"
+    work="$out.build"
     mkdir -p "$work"
     (
       cross_env "$platform"

@@ -1,7 +1,7 @@
 # Sourced by the cross-build scripts: the five Docker platforms the images are built for and the
-# Rust target, C toolchain prefix and qemu runner each one needs on this (amd64 Debian 12) host.
-# Directory names use Docker's TARGETOS_TARGETARCH[_TARGETVARIANT] so the Dockerfiles can find a
-# platform's binaries from the build arguments alone.
+# Rust target and C toolchain each one needs on this (amd64 Debian 12) host. The dist keeps a
+# platform's binaries under its Docker platform path (target/dist/linux/arm/v7/), which the
+# Dockerfiles find from TARGETPLATFORM; the caches use platform_dir's flat names.
 
 ALL_PLATFORMS="linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x"
 
@@ -41,28 +41,6 @@ platform_debian_arch() {
   esac
 }
 
-# The command that runs one of the platform's binaries here ("" when native).
-platform_runner() {
-  case "$1" in
-    linux/amd64) echo "" ;;
-    linux/arm64) echo qemu-aarch64-static ;;
-    linux/arm/v7) echo qemu-arm-static ;;
-    linux/ppc64le) echo qemu-ppc64le-static ;;
-    linux/s390x) echo qemu-s390x-static ;;
-  esac
-}
-
-# What `file` says of a binary built for the platform.
-platform_file_arch() {
-  case "$1" in
-    linux/amd64) echo "x86-64" ;;
-    linux/arm64) echo "ARM aarch64" ;;
-    linux/arm/v7) echo "ARM, EABI5" ;;
-    linux/ppc64le) echo "64-bit PowerPC" ;;
-    linux/s390x) echo "IBM S/390" ;;
-  esac
-}
-
 # Exports the variables cargo and the cc crate read to cross-compile for the platform with the
 # given rustc: the linker, C/C++ compilers and archiver, and static linking for the target only
 # (RUSTFLAGS would also reach build scripts and proc macros, which run here).
@@ -82,6 +60,11 @@ cross_env() {
 }
 
 cache_dir() { echo "${DRAGONFLY_INJECTOR_CACHE:-$HOME/.cache/dragonfly-injector}"; }
+
+# The dfget release the tools image carries, and the directory where scripts/dfget.sh caches
+# the platform's static build.
+DFGET_VERSION="${DFGET_VERSION:-1.5.10}"
+dfget_dir() { echo "$(cache_dir)/dfget-$DFGET_VERSION/$(platform_dir "$1")"; }
 
 # Runs cargo with Debian's rustc-web (1.96) for the platform. Its standard library is packaged
 # for amd64 and arm64; for the other platforms cargo builds std from Debian's rust-web-src
