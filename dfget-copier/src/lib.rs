@@ -47,7 +47,8 @@ impl Options {
                     return Ok(None);
                 }
                 "--from" | "--to" => {
-                    let value = inline.or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a directory\n{USAGE}"))?;
+                    let value =
+                        inline.or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a directory\n{USAGE}"))?;
                     if flag == "--from" {
                         options.from = value.into();
                     } else {
@@ -193,11 +194,16 @@ fn stage(entry: &Entry, options: &Options, staged: &mut Staged) -> Result<u64, C
     }
     let actual: [u8; 32] = hasher.finalize().into();
     if actual != entry.sha256 {
-        return Err(fail(format!("checksum mismatch: SHA256SUMS says {}, the file is {}", hex(&entry.sha256), hex(&actual))));
+        return Err(fail(format!(
+            "checksum mismatch: SHA256SUMS says {}, the file is {}",
+            hex(&entry.sha256),
+            hex(&actual)
+        )));
     }
     output.sync_all().map_err(|e| fail(format!("cannot sync {}: {e}", temporary.display())))?;
     // The umask may have narrowed the mode given at creation.
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(0o755)).map_err(|e| fail(format!("cannot make it executable: {e}")))?;
+    fs::set_permissions(&temporary, fs::Permissions::from_mode(0o755))
+        .map_err(|e| fail(format!("cannot make it executable: {e}")))?;
     Ok(size)
 }
 
@@ -236,7 +242,11 @@ pub fn copy_tools(options: &Options, log: &mut impl Write) -> Result<Vec<(String
     for ((name, action), size) in results.iter().zip(&sizes) {
         let sha = entries_by_name.iter().find(|(n, _)| n == name).map(|(_, e)| hex(&e.sha256)).unwrap_or_default();
         let action = if *action == Action::Copied { "copied" } else { "unchanged" };
-        let _ = writeln!(log, r#"{{"level":"info","file":{},"action":"{action}","bytes":{size},"sha256":"{sha}"}}"#, json_string(name));
+        let _ = writeln!(
+            log,
+            r#"{{"level":"info","file":{},"action":"{action}","bytes":{size},"sha256":"{sha}"}}"#,
+            json_string(name)
+        );
     }
     let copied = results.iter().filter(|(_, a)| *a == Action::Copied).count();
     let _ = writeln!(

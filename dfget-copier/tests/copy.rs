@@ -96,7 +96,14 @@ fn a_missing_source_or_unwritable_target_is_named() {
 fn manifests_are_strict() {
     let digest = "a".repeat(64);
     assert_eq!(parse_manifest(&format!("{digest} *dfget\n")).unwrap()[0].name, "dfget");
-    for bad in [String::new(), format!("{digest}  ../etc/passwd"), format!("{digest}  a/b"), "abc  dfget".into(), format!("{digest}  .hidden"), format!("{digest}  x\n{digest}  x")] {
+    for bad in [
+        String::new(),
+        format!("{digest}  ../etc/passwd"),
+        format!("{digest}  a/b"),
+        "abc  dfget".into(),
+        format!("{digest}  .hidden"),
+        format!("{digest}  x\n{digest}  x"),
+    ] {
         assert!(parse_manifest(&bad).is_err(), "{bad:?}");
     }
 }
@@ -111,12 +118,23 @@ fn the_binary_reports_its_version_and_rejects_unknown_flags() {
     assert_eq!(bad.status.code(), Some(2));
 
     let dirs = dirs("binary", &[("dfget", b"tool")]);
-    let run = std::process::Command::new(binary).arg("--from").arg(&dirs.options.from).arg(format!("--to={}", dirs.options.to.display())).output().unwrap();
+    let run = std::process::Command::new(binary)
+        .arg("--from")
+        .arg(&dirs.options.from)
+        .arg(format!("--to={}", dirs.options.to.display()))
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(fs::read(dirs.options.to.join("dfget")).unwrap(), b"tool");
     fs::write(dirs.options.from.join("dfget"), b"changed").unwrap();
     fs::remove_file(dirs.options.to.join("dfget")).unwrap();
-    let failed = std::process::Command::new(binary).arg("--from").arg(&dirs.options.from).arg("--to").arg(&dirs.options.to).output().unwrap();
+    let failed = std::process::Command::new(binary)
+        .arg("--from")
+        .arg(&dirs.options.from)
+        .arg("--to")
+        .arg(&dirs.options.to)
+        .output()
+        .unwrap();
     assert_eq!(failed.status.code(), Some(1));
     let stderr = String::from_utf8(failed.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -133,7 +151,12 @@ fn run_with_mounted_target(dirs: &Dirs, mount: &str) -> (Option<i32>, String, St
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .output()
         .expect("unshare (util-linux) runs the copier in a mount namespace");
-    assert_ne!(output.status.code(), Some(99), "could not mount (root needed): {}", String::from_utf8_lossy(&output.stderr));
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "could not mount (root needed): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.code(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }
 
@@ -153,7 +176,8 @@ fn a_full_target_fails_with_one_line_and_leaves_nothing() {
 fn a_read_only_target_fails_with_one_line_and_leaves_nothing() {
     let dirs = dirs("read-only", &[("dfget", b"tool")]);
     let to = dirs.options.to.display();
-    let (code, stdout, stderr) = run_with_mounted_target(&dirs, &format!("mount --bind {to} {to} && mount -o remount,bind,ro {to}"));
+    let (code, stdout, stderr) =
+        run_with_mounted_target(&dirs, &format!("mount --bind {to} {to} && mount -o remount,bind,ro {to}"));
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("Read-only file system"), "{stderr}");

@@ -34,11 +34,7 @@ fn dist() -> PathBuf {
     let dist = std::env::var_os("DRAGONFLY_DIST")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dist"));
-    assert!(
-        dist.is_dir(),
-        "{} is missing: run scripts/cross-build.sh first (scripts/test.sh does)",
-        dist.display()
-    );
+    assert!(dist.is_dir(), "{} is missing: run scripts/cross-build.sh first (scripts/test.sh does)", dist.display());
     dist
 }
 
@@ -61,10 +57,9 @@ impl Platform {
     }
 
     fn run(&self, binary: &Path, args: &[&std::ffi::OsStr]) -> Output {
-        self.command(binary)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{}: cannot run {} ({e}); is qemu-user-static installed?", self.name, binary.display()))
+        self.command(binary).args(args).output().unwrap_or_else(|e| {
+            panic!("{}: cannot run {} ({e}); is qemu-user-static installed?", self.name, binary.display())
+        })
     }
 }
 
@@ -77,7 +72,8 @@ impl Drop for Scratch {
 }
 
 fn scratch(test: &str, platform: &Platform) -> Scratch {
-    let root = std::env::temp_dir().join(format!("copier-{test}-{}-{}", platform.name.replace('/', "_"), std::process::id()));
+    let root =
+        std::env::temp_dir().join(format!("copier-{test}-{}-{}", platform.name.replace('/', "_"), std::process::id()));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(root.join("image")).unwrap();
     fs::create_dir_all(root.join("shared")).unwrap();
@@ -95,16 +91,28 @@ fn elf_facts(path: &Path) -> (u8, u8, u16, bool) {
     let (class, data) = (bytes[4], bytes[5]);
     let u16_at = |at: usize| {
         let pair = [bytes[at], bytes[at + 1]];
-        if data == 2 { u16::from_be_bytes(pair) } else { u16::from_le_bytes(pair) }
+        if data == 2 {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
     };
     let u32_at = |at: usize| {
         let quad = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        if data == 2 { u32::from_be_bytes(quad) } else { u32::from_le_bytes(quad) }
+        if data == 2 {
+            u32::from_be_bytes(quad)
+        } else {
+            u32::from_le_bytes(quad)
+        }
     };
     let u64_at = |at: usize| {
         let mut eight = [0u8; 8];
         eight.copy_from_slice(&bytes[at..at + 8]);
-        if data == 2 { u64::from_be_bytes(eight) } else { u64::from_le_bytes(eight) }
+        if data == 2 {
+            u64::from_be_bytes(eight)
+        } else {
+            u64::from_le_bytes(eight)
+        }
     };
     let machine = u16_at(18);
     let (phoff, phentsize, phnum) = if class == 2 {
@@ -122,7 +130,12 @@ fn every_platform_has_a_static_copier_for_its_architecture() {
     for platform in &PLATFORMS {
         let copier = platform.copier();
         let (class, data, machine, interp) = elf_facts(&copier);
-        assert_eq!((class, data, machine), (platform.class, platform.endian, platform.machine), "{}: wrong ELF target", platform.name);
+        assert_eq!(
+            (class, data, machine),
+            (platform.class, platform.endian, platform.machine),
+            "{}: wrong ELF target",
+            platform.name
+        );
         assert!(!interp, "{}: {} asks for a dynamic loader; it must be static", platform.name, copier.display());
         let size = fs::metadata(&copier).unwrap().len();
         eprintln!("{}: dfget-copier is {size} bytes", platform.name);
@@ -155,11 +168,20 @@ fn every_platform_copies_verifies_and_refuses_a_corrupted_tool() {
         assert_eq!(fs::metadata(to.join("dfget")).unwrap().permissions().mode() & 0o777, 0o755, "{}", platform.name);
         let log = text(&first.stdout);
         assert_eq!(log.lines().count(), 3, "{}: one line per file and a summary: {log}", platform.name);
-        assert!(log.contains(&format!(r#""file":"dfget","action":"copied","bytes":{}"#, big.len())), "{}: {log}", platform.name);
+        assert!(
+            log.contains(&format!(r#""file":"dfget","action":"copied","bytes":{}"#, big.len())),
+            "{}: {log}",
+            platform.name
+        );
 
         let second = platform.run(&platform.copier(), &args);
         assert!(second.status.success(), "{}: {}", platform.name, text(&second.stderr));
-        assert!(text(&second.stdout).contains(r#""copied":0,"unchanged":2"#), "{}: {}", platform.name, text(&second.stdout));
+        assert!(
+            text(&second.stdout).contains(r#""copied":0,"unchanged":2"#),
+            "{}: {}",
+            platform.name,
+            text(&second.stdout)
+        );
 
         // A tool whose bytes no longer match the manifest: exit 1, one line naming it, and the
         // target holds what it held before, with no temporary file left.
@@ -171,7 +193,11 @@ fn every_platform_copies_verifies_and_refuses_a_corrupted_tool() {
         assert_eq!(refused.status.code(), Some(1), "{}: {}", platform.name, text(&refused.stderr));
         let stderr = text(&refused.stderr);
         assert_eq!(stderr.lines().count(), 1, "{}: {stderr}", platform.name);
-        assert!(stderr.contains(r#""file":"dfget""#) && stderr.contains("checksum mismatch"), "{}: {stderr}", platform.name);
+        assert!(
+            stderr.contains(r#""file":"dfget""#) && stderr.contains("checksum mismatch"),
+            "{}: {stderr}",
+            platform.name
+        );
         assert_eq!(listing(&to), ["dfcache"], "{}: nothing new, nothing partial", platform.name);
     }
 }
@@ -192,7 +218,8 @@ fn the_real_dfget_is_installed_by_its_platforms_copier_and_runs() {
         assert!(!interp, "{}: dfget must be static to run in any container", platform.name);
         let scratch = scratch("dfget", platform);
         let to = scratch.0.join("shared");
-        let copied = platform.run(&platform.copier(), &["--from".as_ref(), tools.as_os_str(), "--to".as_ref(), to.as_os_str()]);
+        let copied =
+            platform.run(&platform.copier(), &["--from".as_ref(), tools.as_os_str(), "--to".as_ref(), to.as_os_str()]);
         assert!(copied.status.success(), "{}: {}", platform.name, text(&copied.stderr));
         let version = platform.run(&to.join("dfget"), &["--version".as_ref()]);
         assert!(version.status.success(), "{}: {}", platform.name, text(&version.stderr));
@@ -200,5 +227,8 @@ fn the_real_dfget_is_installed_by_its_platforms_copier_and_runs() {
         eprintln!("{}: installed and ran {}", platform.name, text(&version.stdout).trim());
         with_dfget.push(platform.name);
     }
-    assert!(with_dfget.contains(&"linux/amd64"), "the dist must carry dfget at least for linux/amd64: run scripts/dfget.sh");
+    assert!(
+        with_dfget.contains(&"linux/amd64"),
+        "the dist must carry dfget at least for linux/amd64: run scripts/dfget.sh"
+    );
 }

@@ -66,12 +66,22 @@ fn main() {
     common::install_crypto();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let registry = Registry::start(RegistryOptions::default());
-    let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "bench"));
+    let digest = runtime.block_on(push_index(
+        &pushing_client(None),
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        true,
+        "bench",
+    ));
     let dir = tempfile::tempdir().unwrap();
     Pki::new("bench ca").leaf("webhook").write_pair(dir.path());
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let fixed = format!("tools: {{image: \"{image}@{digest}\", pinning: required}}\n");
-    let pinned = format!("tools: {{image: \"{image}\", pinning: required}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host);
+    let pinned =
+        format!("tools: {{image: \"{image}\", pinning: required}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host);
     let mut fixed_runs = Vec::new();
     let mut pinned_runs = Vec::new();
     // Alternate, so that both see the same machine load.

@@ -20,7 +20,10 @@ fn corpus(name: &str) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let settings = Settings::new(&Config::default(), Some("dragonfly-system")).unwrap();
-    let image = ToolsImage { reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(), unpinned_warning: None };
+    let image = ToolsImage {
+        reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(),
+        unpinned_warning: None,
+    };
     let mut group = c.benchmark_group("review");
     for shape in ["small", "typical", "large"] {
         for outcome in ["injected", "skipped"] {
@@ -40,12 +43,29 @@ fn bench(c: &mut Criterion) {
     let body = corpus("typical-injected");
     let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
     let variants = [
-        ("fixed-digest", ToolsImage { reference: format!("docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0@{digest}"), unpinned_warning: None }),
-        ("pinned-by-resolver", ToolsImage { reference: format!("registry.local/dragonfly/tools:v1@{digest}"), unpinned_warning: None }),
-        ("tag-with-warning", ToolsImage { reference: "registry.local/dragonfly/tools:v1".into(), unpinned_warning: Some("the tools image is not pinned to a digest yet".into()) }),
+        (
+            "fixed-digest",
+            ToolsImage {
+                reference: format!("docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0@{digest}"),
+                unpinned_warning: None,
+            },
+        ),
+        (
+            "pinned-by-resolver",
+            ToolsImage { reference: format!("registry.local/dragonfly/tools:v1@{digest}"), unpinned_warning: None },
+        ),
+        (
+            "tag-with-warning",
+            ToolsImage {
+                reference: "registry.local/dragonfly/tools:v1".into(),
+                unpinned_warning: Some("the tools image is not pinned to a digest yet".into()),
+            },
+        ),
     ];
     for (name, tools) in variants {
-        group.bench_function(name, |b| b.iter(|| admission::review(black_box(&body), &settings, &tools, &|_| None).unwrap().body.len()));
+        group.bench_function(name, |b| {
+            b.iter(|| admission::review(black_box(&body), &settings, &tools, &|_| None).unwrap().body.len())
+        });
     }
     group.finish();
 }

@@ -164,7 +164,8 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("soon").is_err());
-        let labels = parse_labels("dragonfly.io/inject-p2p=enabled, pod-security.kubernetes.io/enforce=baseline").unwrap();
+        let labels =
+            parse_labels("dragonfly.io/inject-p2p=enabled, pod-security.kubernetes.io/enforce=baseline").unwrap();
         assert_eq!(labels.len(), 2);
         assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
         assert!(parse_labels("novalue").is_err());

@@ -80,11 +80,19 @@ impl Default for Metrics {
             certificate_expiry.clone(),
         );
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register("tls_certificate_reloads", "Serving certificate loads, by result", certificate_reloads.clone());
+        registry.register(
+            "tls_certificate_reloads",
+            "Serving certificate loads, by result",
+            certificate_reloads.clone(),
+        );
         let ready = Gauge::default();
         registry.register("ready", "1 when the webhook reports ready", ready.clone());
         let tools_image = Family::<ImageLabels, Gauge>::default();
-        registry.register("tools_image_info", "The tools image reference being injected, by digest (1 for the current one)", tools_image.clone());
+        registry.register(
+            "tools_image_info",
+            "The tools image reference being injected, by digest (1 for the current one)",
+            tools_image.clone(),
+        );
         let tools_image_missing_platforms = Family::<PlatformLabels, Gauge>::default();
         registry.register(
             "tools_image_missing_platforms",
@@ -142,7 +150,10 @@ impl Metrics {
         let resolved_at = self.tools_image_resolved_at.load(std::sync::atomic::Ordering::Relaxed);
         let since = match resolved_at {
             0 => -1.0,
-            at => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64() - at as f64,
+            at => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+                    - at as f64
+            }
         };
         self.tools_image_seconds_since.set(since);
         let mut text = String::new();
@@ -168,7 +179,8 @@ impl Metrics {
         let mut changed = false;
         for platform in nodes {
             let value = i64::from(missing.contains(platform));
-            let gauge = self.tools_image_missing_node_platforms.get_or_create(&PlatformLabels { platform: platform.clone() });
+            let gauge =
+                self.tools_image_missing_node_platforms.get_or_create(&PlatformLabels { platform: platform.clone() });
             changed |= gauge.set(value) != value;
         }
         changed

@@ -73,7 +73,8 @@ pub struct NodeCache {
 
 impl NodeCache {
     pub fn start(client: Client) -> Self {
-        let store = watch_metadata::<Node>(client, "node watch error (the architecture check needs list/watch on nodes)");
+        let store =
+            watch_metadata::<Node>(client, "node watch error (the architecture check needs list/watch on nodes)");
         NodeCache { store }
     }
 

@@ -35,7 +35,6 @@ struct Env {
     work: PathBuf,
 }
 
-
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -70,13 +69,23 @@ impl Env {
             None => {
                 eprintln!("e2e: no target/dist (scripts/cross-build.sh); pushing a hand-made index as the tools image");
                 let repository = format!("{}/dragonfly/tools", registry.host);
-                let digest = runtime.block_on(push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "e2e"));
+                let digest = runtime.block_on(push_index(
+                    &pushing_client(None),
+                    &RegistryAuth::Anonymous,
+                    &registry.host,
+                    "dragonfly/tools",
+                    "v1",
+                    &["linux/amd64", "linux/arm64"],
+                    true,
+                    "e2e",
+                ));
                 (repository, digest)
             }
         };
         let (plane, webhook_host) = match std::env::var_os("E2E_KUBECONFIG") {
             Some(kubeconfig) => {
-                let host = std::env::var("E2E_WEBHOOK_HOST").expect("E2E_WEBHOOK_HOST: this host's address as the cluster sees it");
+                let host = std::env::var("E2E_WEBHOOK_HOST")
+                    .expect("E2E_WEBHOOK_HOST: this host's address as the cluster sees it");
                 (ControlPlane::external(kubeconfig.into()), host.parse().expect("E2E_WEBHOOK_HOST is an IP address"))
             }
             None => (ControlPlane::start(&control_plane_binaries()), std::net::IpAddr::from([127, 0, 0, 1])),
@@ -91,33 +100,82 @@ impl Env {
         let (webhook_port, admin_port) = (free_port(), free_port());
         std::fs::write(work.join("ca.pem"), &webhook_pki.ca_pem).unwrap();
         leaf.write_pair(&work);
-        succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "namespace", RELEASE_NAMESPACE]));
-        succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(["create", "secret", "tls", "webhook-tls", "-n", RELEASE_NAMESPACE])
-            .arg(format!("--cert={}", work.join("tls.crt").display())).arg(format!("--key={}", work.join("tls.key").display())));
-        let chart = common::repo_root().join("charts/dragonfly-injector");
-        succeed(Command::new(&helm).args(["install", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"]).arg(&plane.kubeconfig).args([
-            "--set", &format!("webhook.url=https://{webhook_host}:{webhook_port}/mutate"),
-            "--set", "webhook.failurePolicy=Fail",
-            "--set", "tls.mode=secret",
-            "--set", "tls.secret.name=webhook-tls",
-            "--set-file", &format!("tls.secret.caBundle={}", work.join("ca.pem").display()),
-            "--set", &format!("tools.image.repository={tools_repository}"),
-            "--set", "tools.image.tag=v1",
-            "--set", "tools.pinning=required",
-            // Short, so that the registry-stopped scenario sees real failed refreshes.
-            "--set", "tools.refreshInterval=2s",
-            "--set", &format!("registry.plainHttp={{{}}}", registry.host),
+        succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args([
+            "create",
+            "namespace",
+            RELEASE_NAMESPACE,
         ]));
+        succeed(
+            Command::new(&plane.kubectl)
+                .arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
+                .args(["create", "secret", "tls", "webhook-tls", "-n", RELEASE_NAMESPACE])
+                .arg(format!("--cert={}", work.join("tls.crt").display()))
+                .arg(format!("--key={}", work.join("tls.key").display())),
+        );
+        let chart = common::repo_root().join("charts/dragonfly-injector");
+        succeed(
+            Command::new(&helm)
+                .args(["install", "df"])
+                .arg(&chart)
+                .args(["--namespace", RELEASE_NAMESPACE, "--kubeconfig"])
+                .arg(&plane.kubeconfig)
+                .args([
+                    "--set",
+                    &format!("webhook.url=https://{webhook_host}:{webhook_port}/mutate"),
+                    "--set",
+                    "webhook.failurePolicy=Fail",
+                    "--set",
+                    "tls.mode=secret",
+                    "--set",
+                    "tls.secret.name=webhook-tls",
+                    "--set-file",
+                    &format!("tls.secret.caBundle={}", work.join("ca.pem").display()),
+                    "--set",
+                    &format!("tools.image.repository={tools_repository}"),
+                    "--set",
+                    "tools.image.tag=v1",
+                    "--set",
+                    "tools.pinning=required",
+                    // Short, so that the registry-stopped scenario sees real failed refreshes.
+                    "--set",
+                    "tools.refreshInterval=2s",
+                    "--set",
+                    &format!("registry.plainHttp={{{}}}", registry.host),
+                ]),
+        );
 
         // The webhook runs with exactly what the chart stored.
-        let stored = |args: &[&str]| String::from_utf8(succeed(Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(args)).stdout).unwrap();
-        let config = stored(&["get", "configmap", FULLNAME, "-n", RELEASE_NAMESPACE, "-o", "jsonpath={.data.config\\.yaml}"]);
+        let stored = |args: &[&str]| {
+            String::from_utf8(
+                succeed(
+                    Command::new(&plane.kubectl).arg(format!("--kubeconfig={}", plane.kubeconfig.display())).args(args),
+                )
+                .stdout,
+            )
+            .unwrap()
+        };
+        let config =
+            stored(&["get", "configmap", FULLNAME, "-n", RELEASE_NAMESPACE, "-o", "jsonpath={.data.config\\.yaml}"]);
         std::fs::write(work.join("config.yaml"), &config).unwrap();
-        let secret: Value = serde_json::from_str(&stored(&["get", "secret", "webhook-tls", "-n", RELEASE_NAMESPACE, "-o", "json"])).unwrap();
-        let decode = |key: &str| String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, secret["data"][key].as_str().unwrap()).unwrap()).unwrap();
+        let secret: Value =
+            serde_json::from_str(&stored(&["get", "secret", "webhook-tls", "-n", RELEASE_NAMESPACE, "-o", "json"]))
+                .unwrap();
+        let decode = |key: &str| {
+            String::from_utf8(
+                base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    secret["data"][key].as_str().unwrap(),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
         let certs_dir = work.join("certs");
         std::fs::create_dir_all(&certs_dir).unwrap();
-        let certs = KubeletDir::new(&certs_dir, &Leaf { cert_pem: decode("tls.crt"), key_pem: decode("tls.key"), der: leaf.der.clone() });
+        let certs = KubeletDir::new(
+            &certs_dir,
+            &Leaf { cert_pem: decode("tls.crt"), key_pem: decode("tls.key"), der: leaf.der.clone() },
+        );
         let webhook_args = vec![
             "--log-format=json".to_owned(),
             "serve".to_owned(),
@@ -149,7 +207,10 @@ impl Env {
     }
 
     fn start_webhook(&self) {
-        let child = spawn_tied(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(&self.webhook_args), &self.work.join("webhook.log"));
+        let child = spawn_tied(
+            Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(&self.webhook_args),
+            &self.work.join("webhook.log"),
+        );
         *self.webhook.lock().unwrap() = Some(child);
         wait(Duration::from_secs(60), "the webhook ready (certificate, pinned digest, namespace cache)", || {
             matches!(http_get(self.admin_port, "/readyz"), Some((200, _)))
@@ -183,7 +244,8 @@ impl Env {
 
     fn namespace(&self, name: &str, labels: &[(&str, &str)]) {
         let labels: serde_json::Map<String, Value> = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        let output = self.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}));
+        let output =
+            self.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}));
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         wait(Duration::from_secs(30), "the namespace's default service account", || {
             self.kubectl(&["get", "serviceaccount", "default", "-n", name]).status.success()
@@ -194,7 +256,10 @@ impl Env {
     /// freshly labelled namespace is known to it, without storing anything.
     fn wait_until_webhook_knows(&self, namespace: &str, probe: &Value, known: impl Fn(&Value) -> bool) {
         wait(Duration::from_secs(30), "the webhook's namespace cache", || {
-            let output = self.plane.kubectl_stdin(&["create", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json"], &probe.to_string());
+            let output = self.plane.kubectl_stdin(
+                &["create", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json"],
+                &probe.to_string(),
+            );
             output.status.success() && known(&serde_json::from_slice(&output.stdout).unwrap())
         });
     }
@@ -214,7 +279,10 @@ fn pod(name: &str, annotations: Value) -> Value {
 }
 
 fn env_names(container: &Value) -> Vec<String> {
-    container["env"].as_array().map(|e| e.iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    container["env"]
+        .as_array()
+        .map(|e| e.iter().map(|v| v["name"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
 }
 
 fn is_injected(pod: &Value) -> bool {
@@ -226,21 +294,31 @@ fn assert_fully_injected(env: &Env, pod: &Value) {
     let spec = &pod["spec"];
     let app = &spec["containers"][0];
     let names = env_names(app);
-    assert_eq!(&names[..4], ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"], "{names:?}");
+    assert_eq!(
+        &names[..4],
+        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"],
+        "{names:?}"
+    );
     assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
     let init = &spec["initContainers"][0];
     assert_eq!(init["name"], "dragonfly-tools");
     assert_eq!(init["image"], env.pinned_image.as_str(), "pinned to the index digest from the registry");
     let volumes = spec["volumes"].as_array().unwrap();
     assert!(volumes.iter().any(|v| v["name"] == "dragonfly-tools" && v["emptyDir"].is_object()));
-    assert!(volumes.iter().any(|v| v["hostPath"]["path"] == "/var/run/dragonfly" && v["hostPath"]["type"] == "DirectoryOrCreate"));
-    let mounts: Vec<&str> = app["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert!(volumes
+        .iter()
+        .any(|v| v["hostPath"]["path"] == "/var/run/dragonfly" && v["hostPath"]["type"] == "DirectoryOrCreate"));
+    let mounts: Vec<&str> =
+        app["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
     assert!(mounts.contains(&"/var/run/dragonfly") && mounts.contains(&"/dragonfly/bin"), "{mounts:?}");
 }
 
 fn annotated_pod_is_stored_injected(env: &Env) {
     env.namespace("e2e-annotated", &[]);
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &pod("web", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-annotated", "-f", "-"],
+        &pod("web", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_fully_injected(env, &env.get("pod", "e2e-annotated", "web"));
 }
@@ -248,7 +326,10 @@ fn annotated_pod_is_stored_injected(env: &Env) {
 fn unannotated_pod_never_reaches_the_webhook(env: &Env) {
     env.namespace("e2e-plain", &[]);
     let before = env.admission_requests();
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-plain", "-f", "-"], &pod("plain", json!({"example.com/other": "x"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-plain", "-f", "-"],
+        &pod("plain", json!({"example.com/other": "x"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stored = env.get("pod", "e2e-plain", "plain");
     assert!(stored["spec"].get("initContainers").is_none() && !is_injected(&stored));
@@ -258,10 +339,14 @@ fn unannotated_pod_never_reaches_the_webhook(env: &Env) {
 fn labelled_namespace_injects_and_respects_opt_out(env: &Env) {
     env.namespace("e2e-labelled", &[("dragonfly.io/inject-p2p", "enabled")]);
     env.wait_until_webhook_knows("e2e-labelled", &pod("probe", json!({})), is_injected);
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-labelled", "-f", "-"], &pod("in", json!({})).to_string());
+    let output =
+        env.plane.kubectl_stdin(&["create", "-n", "e2e-labelled", "-f", "-"], &pod("in", json!({})).to_string());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_fully_injected(env, &env.get("pod", "e2e-labelled", "in"));
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-labelled", "-f", "-"], &pod("out", json!({"dragonfly.io/inject-p2p": "false"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-labelled", "-f", "-"],
+        &pod("out", json!({"dragonfly.io/inject-p2p": "false"})).to_string(),
+    );
     assert!(output.status.success());
     assert!(!is_injected(&env.get("pod", "e2e-labelled", "out")));
 }
@@ -276,7 +361,9 @@ fn deployment_pods_from_the_controller_are_injected(env: &Env) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let mut pods = Vec::new();
     wait(Duration::from_secs(60), "the ReplicaSet's pods", || {
-        let list: Value = serde_json::from_str(&env.kubectl_ok(&["get", "pods", "-n", "e2e-deploy", "-l", "app=web", "-o", "json"])).unwrap();
+        let list: Value =
+            serde_json::from_str(&env.kubectl_ok(&["get", "pods", "-n", "e2e-deploy", "-l", "app=web", "-o", "json"]))
+                .unwrap();
         pods = list["items"].as_array().unwrap().clone();
         pods.len() == 2
     });
@@ -290,7 +377,10 @@ fn baseline_namespace_gets_no_socket_and_a_warning(env: &Env) {
     env.namespace("e2e-baseline", &[("pod-security.kubernetes.io/enforce", "baseline")]);
     let probe = pod("probe", json!({"dragonfly.io/inject-p2p": "true"}));
     env.wait_until_webhook_knows("e2e-baseline", &probe, |p| is_injected(p) && !p.to_string().contains("hostPath"));
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-baseline", "-f", "-"], &pod("base", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-baseline", "-f", "-"],
+        &pod("base", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "rejected: {}", String::from_utf8_lossy(&output.stderr));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Warning: dragonfly-injector:") && stderr.contains("baseline"), "{stderr}");
@@ -300,7 +390,10 @@ fn baseline_namespace_gets_no_socket_and_a_warning(env: &Env) {
 }
 
 fn server_side_dry_run_shows_the_injection_and_stores_nothing(env: &Env) {
-    let output = env.plane.kubectl_stdin(&["create", "--dry-run=server", "-n", "e2e-annotated", "-f", "-", "-o", "json"], &pod("dry", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "--dry-run=server", "-n", "e2e-annotated", "-f", "-", "-o", "json"],
+        &pod("dry", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_fully_injected(env, &serde_json::from_slice(&output.stdout).unwrap());
     assert!(!env.kubectl(&["get", "pod", "dry", "-n", "e2e-annotated"]).status.success(), "nothing stored");
@@ -312,25 +405,36 @@ fn native_sidecars_and_newer_fields_are_stored_intact(env: &Env) {
         "startupProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}});
     manifest["spec"]["initContainers"] = json!([sidecar]);
     manifest["spec"]["schedulingGates"] = json!([{"name": "example.com/wait"}]);
-    manifest["spec"]["containers"][0]["resizePolicy"] = json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
+    manifest["spec"]["containers"][0]["resizePolicy"] =
+        json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}]);
     let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &manifest.to_string());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stored = env.get("pod", "e2e-annotated", "sidecar");
     assert_fully_injected(env, &stored);
     let shipper = &stored["spec"]["initContainers"][1];
-    assert_eq!((shipper["name"].as_str(), shipper["restartPolicy"].as_str()), (Some("shipper"), Some("Always")), "{stored}");
+    assert_eq!(
+        (shipper["name"].as_str(), shipper["restartPolicy"].as_str()),
+        (Some("shipper"), Some("Always")),
+        "{stored}"
+    );
     assert_eq!(shipper["startupProbe"]["exec"]["command"], json!(["true"]));
     assert_eq!(stored["spec"]["schedulingGates"], json!([{"name": "example.com/wait"}]));
     assert_eq!(stored["spec"]["containers"][0]["resizePolicy"][0]["restartPolicy"], "NotRequired");
 }
 
 /// A second mutating webhook, as another injector would be: it adds a container after ours ran.
-fn adder_webhook(runtime: &tokio::runtime::Runtime, leaf: &Leaf, listen: std::net::IpAddr) -> (u16, tokio::sync::watch::Sender<bool>) {
+fn adder_webhook(
+    runtime: &tokio::runtime::Runtime,
+    leaf: &Leaf,
+    listen: std::net::IpAddr,
+) -> (u16, tokio::sync::watch::Sender<bool>) {
     use axum::body::Bytes;
     use rustls::pki_types::pem::PemObject;
     let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-    let tls = std::sync::Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap());
+    let tls = std::sync::Arc::new(
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap(),
+    );
     let app = axum::Router::new().route(
         "/add",
         axum::routing::post(|body: Bytes| async move {
@@ -368,7 +472,10 @@ fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
     let output = env.apply(&configuration);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     env.namespace("e2e-reinvoke", &[("e2e-reinvoke", "true")]);
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-reinvoke", "-f", "-"], &pod("twice", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-reinvoke", "-f", "-"],
+        &pod("twice", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     let _ = env.kubectl(&["delete", "mutatingwebhookconfiguration", "zz-e2e-adder"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stored = env.get("pod", "e2e-reinvoke", "twice");
@@ -376,10 +483,18 @@ fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
     let containers = stored["spec"]["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 2, "{stored}");
     assert_eq!(containers[1]["name"], "added-later");
-    assert_eq!(&env_names(&containers[1])[..2], ["NODE_NAME", "DRAGONFLY_INJECT_PROXY"], "reinvoked for the added container");
+    assert_eq!(
+        &env_names(&containers[1])[..2],
+        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY"],
+        "reinvoked for the added container"
+    );
     assert_eq!(stored["spec"]["initContainers"].as_array().unwrap().len(), 1, "nothing doubled");
-    assert_eq!(stored["spec"]["volumes"].as_array().unwrap().iter().filter(|v| v["name"] == "dragonfly-tools").count(), 1);
-    let status: Value = serde_json::from_str(stored["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored["spec"]["volumes"].as_array().unwrap().iter().filter(|v| v["name"] == "dragonfly-tools").count(),
+        1
+    );
+    let status: Value =
+        serde_json::from_str(stored["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap()).unwrap();
     assert_eq!(status["containers"], json!(["app", "added-later"]));
 }
 
@@ -392,7 +507,10 @@ fn certificate_rotation_fails_no_admission(env: &Env) {
             env.certs.lock().unwrap().swap(&new_leaf);
         }
         // failurePolicy is Fail: a failed call to the webhook would refuse the pod.
-        let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-rotate", "-f", "-"], &pod(&format!("r{n}"), json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+        let output = env.plane.kubectl_stdin(
+            &["create", "-n", "e2e-rotate", "-f", "-"],
+            &pod(&format!("r{n}"), json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+        );
         assert!(output.status.success(), "pod r{n}: {}", String::from_utf8_lossy(&output.stderr));
         created += 1;
     }
@@ -400,7 +518,10 @@ fn certificate_rotation_fails_no_admission(env: &Env) {
     assert!(is_injected(&env.get("pod", "e2e-rotate", "r39")));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.webhook_port).parse().unwrap();
-    let served = runtime.block_on(common::Connection::open(addr, common::client_config(&env.webhook_pki.ca_pem))).unwrap().server_cert;
+    let served = runtime
+        .block_on(common::Connection::open(addr, common::client_config(&env.webhook_pki.ca_pem)))
+        .unwrap()
+        .server_cert;
     assert_eq!(served, new_leaf.der, "the webhook serves the rotated certificate");
 }
 
@@ -408,30 +529,51 @@ fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
     let helm = common::cached_tool("helm.sh");
     let chart = common::repo_root().join("charts/dragonfly-injector");
     let upgrade = |policy: &str| {
-        succeed(Command::new(&helm).args(["upgrade", "df"]).arg(&chart).args(["--namespace", RELEASE_NAMESPACE, "--reuse-values", "--kubeconfig"])
-            .arg(&env.plane.kubeconfig).args(["--set", &format!("webhook.failurePolicy={policy}")]));
+        succeed(
+            Command::new(&helm)
+                .args(["upgrade", "df"])
+                .arg(&chart)
+                .args(["--namespace", RELEASE_NAMESPACE, "--reuse-values", "--kubeconfig"])
+                .arg(&env.plane.kubeconfig)
+                .args(["--set", &format!("webhook.failurePolicy={policy}")]),
+        );
     };
     env.namespace("e2e-down", &[]);
     upgrade("Ignore");
     env.stop_webhook();
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("uninjected", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-down", "-f", "-"],
+        &pod("uninjected", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!is_injected(&env.get("pod", "e2e-down", "uninjected")), "created without injection");
     // How an operator sees it: the API server counts every call it failed open.
     let metrics = env.kubectl_ok(&["get", "--raw", "/metrics"]);
     let fail_open = metrics
         .lines()
-        .filter(|l| l.starts_with("apiserver_admission_webhook_fail_open_count") && l.contains("annotated.pods.dragonfly.io"))
+        .filter(|l| {
+            l.starts_with("apiserver_admission_webhook_fail_open_count") && l.contains("annotated.pods.dragonfly.io")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>();
     assert!(fail_open >= 1.0, "fail-open calls counted: {fail_open}");
 
     upgrade("Fail");
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("refused", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-down", "-f", "-"],
+        &pod("refused", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(!output.status.success(), "with Fail, creation is refused while the webhook is down");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("failed calling webhook"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("failed calling webhook"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     env.start_webhook();
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-down", "-f", "-"], &pod("back", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-down", "-f", "-"],
+        &pod("back", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(is_injected(&env.get("pod", "e2e-down", "back")));
 }
@@ -440,16 +582,21 @@ fn a_stopped_registry_keeps_new_pods_on_the_last_good_digest(env: &Env) {
     env.registry.lock().unwrap().stop();
     wait(Duration::from_secs(30), "the webhook's refresh failing against the stopped registry", || {
         let (_, text) = http_get(env.admin_port, "/metrics").unwrap();
-        text.lines().any(|l| l.starts_with("dragonfly_injector_tools_image_resolution_failures_total{") && !l.ends_with(" 0"))
+        text.lines()
+            .any(|l| l.starts_with("dragonfly_injector_tools_image_resolution_failures_total{") && !l.ends_with(" 0"))
     });
-    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-annotated", "-f", "-"], &pod("after-registry", json!({"dragonfly.io/inject-p2p": "true"})).to_string());
+    let output = env.plane.kubectl_stdin(
+        &["create", "-n", "e2e-annotated", "-f", "-"],
+        &pod("after-registry", json!({"dragonfly.io/inject-p2p": "true"})).to_string(),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_fully_injected(env, &env.get("pod", "e2e-annotated", "after-registry"));
 }
 
 /// `scripts/demo.sh`: the whole stack for real, one annotated pod created and printed.
 fn demo(env: &Env) {
-    let manifest = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-pod.yaml")).unwrap();
+    let manifest =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-pod.yaml")).unwrap();
     env.namespace("demo", &[]);
     println!("\n$ kubectl create -n demo -f examples/demo-pod.yaml");
     let output = env.plane.kubectl_stdin(&["create", "-n", "demo", "-f", "-"], &manifest);
@@ -474,13 +621,25 @@ fn main() {
         ("labelled_namespace_injects_and_respects_opt_out", labelled_namespace_injects_and_respects_opt_out),
         ("deployment_pods_from_the_controller_are_injected", deployment_pods_from_the_controller_are_injected),
         ("baseline_namespace_gets_no_socket_and_a_warning", baseline_namespace_gets_no_socket_and_a_warning),
-        ("server_side_dry_run_shows_the_injection_and_stores_nothing", server_side_dry_run_shows_the_injection_and_stores_nothing),
+        (
+            "server_side_dry_run_shows_the_injection_and_stores_nothing",
+            server_side_dry_run_shows_the_injection_and_stores_nothing,
+        ),
         ("native_sidecars_and_newer_fields_are_stored_intact", native_sidecars_and_newer_fields_are_stored_intact),
-        ("reinvocation_injects_a_container_another_webhook_adds", reinvocation_injects_a_container_another_webhook_adds),
+        (
+            "reinvocation_injects_a_container_another_webhook_adds",
+            reinvocation_injects_a_container_another_webhook_adds,
+        ),
         ("certificate_rotation_fails_no_admission", certificate_rotation_fails_no_admission),
-        ("a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail", a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail),
+        (
+            "a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail",
+            a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail,
+        ),
         // Last: without the registry, a restarted webhook with required pinning would stay unready.
-        ("a_stopped_registry_keeps_new_pods_on_the_last_good_digest", a_stopped_registry_keeps_new_pods_on_the_last_good_digest),
+        (
+            "a_stopped_registry_keeps_new_pods_on_the_last_good_digest",
+            a_stopped_registry_keeps_new_pods_on_the_last_good_digest,
+        ),
     ];
     if args.iter().any(|a| a == "--control-plane-only") {
         // For development: a real API server to poke at, until standard input closes.
@@ -503,7 +662,8 @@ fn main() {
         return;
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
-    let selected: Vec<&Scenario> = scenarios.iter().filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str()))).collect();
+    let selected: Vec<&Scenario> =
+        scenarios.iter().filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str()))).collect();
     if selected.is_empty() {
         println!("0 passed, 0 failed");
         return;
@@ -531,7 +691,16 @@ fn main() {
         }
     }
     if failed > 0 {
-        println!("--- webhook log (last lines) ---\n{}", std::fs::read_to_string(env.work.join("webhook.log")).unwrap_or_default().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+        println!(
+            "--- webhook log (last lines) ---\n{}",
+            std::fs::read_to_string(env.work.join("webhook.log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     env.stop_webhook();
     drop(env);
@@ -540,4 +709,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-

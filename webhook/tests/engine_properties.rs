@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 fn settings(variant: u8) -> Settings {
     let yaml = match variant % 4 {
         0 => "",
-        1 => "proxy: {hostFrom: hostIP}\nsocket: {path: /var/run/dfdaemon.sock}\ntools: {imagePullSecrets: [regcred]}\n",
+        1 => {
+            "proxy: {hostFrom: hostIP}\nsocket: {path: /var/run/dfdaemon.sock}\ntools: {imagePullSecrets: [regcred]}\n"
+        }
         2 => "socket: {enabled: false}\ntransferFromDfdaemon: false\n",
         _ => "tools: {mountPath: /opt/df}\nexcludeNamespaces: []\n",
     };
@@ -31,14 +33,22 @@ fn name() -> impl Strategy<Value = String> {
 
 fn env_entry() -> impl Strategy<Value = Value> {
     let names = prop_oneof![
-        Just("NODE_NAME"), Just("HOST_IP"), Just("DRAGONFLY_INJECT_PROXY"), Just("PATH"), Just("DFGET_TRANSFER_FROM_DFDAEMON"), Just("OTHER")
+        Just("NODE_NAME"),
+        Just("HOST_IP"),
+        Just("DRAGONFLY_INJECT_PROXY"),
+        Just("PATH"),
+        Just("DFGET_TRANSFER_FROM_DFDAEMON"),
+        Just("OTHER")
     ];
-    (names, prop_oneof![
-        "[ -~]{0,20}".prop_map(|v| json!({"value": v})),
-        Just(json!({"valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})),
-        Just(json!({"valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}})),
-        Just(json!({})),
-    ])
+    (
+        names,
+        prop_oneof![
+            "[ -~]{0,20}".prop_map(|v| json!({"value": v})),
+            Just(json!({"valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})),
+            Just(json!({"valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}})),
+            Just(json!({})),
+        ],
+    )
         .prop_map(|(name, mut body)| {
             body["name"] = json!(name);
             body
@@ -46,14 +56,26 @@ fn env_entry() -> impl Strategy<Value = Value> {
 }
 
 fn mount() -> impl Strategy<Value = Value> {
-    (name(), prop_oneof![Just("/dragonfly/bin"), Just("/var/run/dragonfly"), Just("/opt/df"), Just("/data"), Just("/var/run/dfdaemon.sock")])
+    (
+        name(),
+        prop_oneof![
+            Just("/dragonfly/bin"),
+            Just("/var/run/dragonfly"),
+            Just("/opt/df"),
+            Just("/data"),
+            Just("/var/run/dfdaemon.sock")
+        ],
+    )
         .prop_map(|(name, path)| json!({"name": name, "mountPath": path}))
 }
 
 fn container() -> impl Strategy<Value = Value> {
     (
         name(),
-        prop::option::of(prop_oneof![prop::collection::vec(env_entry(), 0..5).prop_map(Value::Array), Just(Value::Null)]),
+        prop::option::of(prop_oneof![
+            prop::collection::vec(env_entry(), 0..5).prop_map(Value::Array),
+            Just(Value::Null)
+        ]),
         prop::option::of(prop::collection::vec(mount(), 0..3)),
         prop::option::of(Just(json!({"futureField": [1, {"x": null}]}))),
     )
@@ -78,11 +100,26 @@ fn unique_by_name(items: Vec<Value>) -> Vec<Value> {
 }
 
 fn annotations() -> impl Strategy<Value = Value> {
-    let value = prop_oneof![Just(json!("true")), Just(json!("false")), Just(json!("app,zzz")), Just(json!("app")), Just(json!("65001")), Just(json!("x")), Just(json!(7)), "[ -~]{0,8}".prop_map(Value::String)];
+    let value = prop_oneof![
+        Just(json!("true")),
+        Just(json!("false")),
+        Just(json!("app,zzz")),
+        Just(json!("app")),
+        Just(json!("65001")),
+        Just(json!("x")),
+        Just(json!(7)),
+        "[ -~]{0,8}".prop_map(Value::String)
+    ];
     let key = prop_oneof![
-        Just("dragonfly.io/inject-p2p"), Just("dragonfly.io/inject"), Just("dragonfly.io/inject-containers"),
-        Just("dragonfly.io/proxy-port"), Just("dragonfly.io/tools-image"), Just("dragonfly.io/skip-socket"),
-        Just("dragonfly.io/injected"), Just("kubernetes.io/config.mirror"), Just("a~b/c"),
+        Just("dragonfly.io/inject-p2p"),
+        Just("dragonfly.io/inject"),
+        Just("dragonfly.io/inject-containers"),
+        Just("dragonfly.io/proxy-port"),
+        Just("dragonfly.io/tools-image"),
+        Just("dragonfly.io/skip-socket"),
+        Just("dragonfly.io/injected"),
+        Just("kubernetes.io/config.mirror"),
+        Just("a~b/c"),
     ];
     (Just(()), prop::collection::btree_map(key, value, 0..5)).prop_map(|((), map)| {
         let mut annotations: Map<String, Value> = map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
@@ -97,14 +134,18 @@ fn pod() -> impl Strategy<Value = Value> {
         annotations(),
         prop::collection::vec(container(), 1..4),
         prop::option::of(prop::collection::vec(container(), 0..3)),
-        prop::option::of(prop::collection::vec((name(), prop_oneof![Just(json!({"emptyDir": {}})), Just(json!({"configMap": {"name": "c"}}))]), 0..4)),
+        prop::option::of(prop::collection::vec(
+            (name(), prop_oneof![Just(json!({"emptyDir": {}})), Just(json!({"configMap": {"name": "c"}}))]),
+            0..4,
+        )),
         prop::option::of(prop_oneof![Just(json!([{"name": "regcred"}])), Just(json!(null)), Just(json!([]))]),
         any::<bool>(),
     )
         .prop_map(|(annotations, containers, init, volumes, secrets, generate_name)| {
             // Kubernetes requires names unique across containers and init containers.
             let containers = unique_by_name(containers);
-            let taken: BTreeSet<String> = containers.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
+            let taken: BTreeSet<String> =
+                containers.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
             let mut pod = json!({"metadata": {"annotations": annotations}, "spec": {"containers": containers}});
             pod["metadata"][if generate_name { "generateName" } else { "name" }] = json!("p");
             if let Some(init) = init {
@@ -128,7 +169,16 @@ fn pod() -> impl Strategy<Value = Value> {
 /// Replaces one field somewhere with an arbitrary value.
 fn with_junk(pod: Value, path_index: usize, junk: Value) -> Value {
     let mut pod = pod;
-    let paths = ["/spec/containers/0/env", "/spec/volumes", "/metadata/annotations", "/spec/initContainers", "/spec/containers/0/name", "/spec", "/metadata", "/spec/containers/0/volumeMounts"];
+    let paths = [
+        "/spec/containers/0/env",
+        "/spec/volumes",
+        "/metadata/annotations",
+        "/spec/initContainers",
+        "/spec/containers/0/name",
+        "/spec",
+        "/metadata",
+        "/spec/containers/0/volumeMounts",
+    ];
     let path = paths[path_index % paths.len()];
     if let Some((parent, key)) = path.rsplit_once('/') {
         if let Some(Value::Object(map)) = pod.pointer_mut(parent) {
@@ -139,7 +189,12 @@ fn with_junk(pod: Value, path_index: usize, junk: Value) -> Value {
 }
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), any::<i64>().prop_map(Value::from), ".{0,8}".prop_map(Value::String)];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        ".{0,8}".prop_map(Value::String)
+    ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
@@ -153,7 +208,11 @@ fn names(list: &Value) -> Vec<&str> {
 }
 
 fn check(pod: &Value, settings: &Settings, labels: &BTreeMap<String, String>) {
-    let context = PodContext { namespace: "apps", namespace_labels: NamespaceLabels::Known(labels), tools_image: "registry.local/tools:v1" };
+    let context = PodContext {
+        namespace: "apps",
+        namespace_labels: NamespaceLabels::Known(labels),
+        tools_image: "registry.local/tools:v1",
+    };
     let decision = evaluate(pod, &context, settings);
     let Outcome::Injected { ops, patched, .. } = decision.outcome else {
         if decision.outcome == Outcome::Skipped(SkipReason::InvalidPod) {
@@ -178,12 +237,25 @@ fn check(pod: &Value, settings: &Settings, labels: &BTreeMap<String, String>) {
                 assert_eq!(&container[key], value, "container field {key} untouched");
             }
         }
-        let paths: Vec<&str> = container["volumeMounts"].as_array().map(|m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect()).unwrap_or_default();
-        let original_paths = original["volumeMounts"].as_array().map_or(0, |m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect::<BTreeSet<_>>().len());
+        let paths: Vec<&str> = container["volumeMounts"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect())
+            .unwrap_or_default();
+        let original_paths = original["volumeMounts"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect::<BTreeSet<_>>().len());
         let added = paths.len() - original["volumeMounts"].as_array().map_or(0, Vec::len);
-        assert_eq!(paths.iter().collect::<BTreeSet<_>>().len(), original_paths + added, "no new mount path duplicates another");
+        assert_eq!(
+            paths.iter().collect::<BTreeSet<_>>().len(),
+            original_paths + added,
+            "no new mount path duplicates another"
+        );
         for mount in container["volumeMounts"].as_array().into_iter().flatten() {
-            assert!(volumes.contains(&mount["name"].as_str().unwrap()) || original["volumeMounts"].as_array().unwrap().contains(mount), "mounts refer to volumes");
+            assert!(
+                volumes.contains(&mount["name"].as_str().unwrap())
+                    || original["volumeMounts"].as_array().unwrap().contains(mount),
+                "mounts refer to volumes"
+            );
         }
     }
     let again = evaluate(&patched, &context, settings);

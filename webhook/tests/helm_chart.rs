@@ -5,10 +5,10 @@
 mod common;
 
 use base64::Engine as _;
-use rustls::client::danger::ServerCertVerifier as _;
 use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
 use dragonfly_injector::inject::Settings;
 use dragonfly_injector::manifests::yaml::parse_documents;
+use rustls::client::danger::ServerCertVerifier as _;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -68,15 +68,34 @@ fn lint_is_clean_in_every_mode() {
     for values in [
         vec![],
         vec!["--set", "tls.mode=certManager"],
-        vec!["--set", "tls.mode=secret", "--set", "tls.secret.name=mine", "--set", &format!("tls.secret.caBundle={ca}")],
+        vec![
+            "--set",
+            "tls.mode=secret",
+            "--set",
+            "tls.secret.name=mine",
+            "--set",
+            &format!("tls.secret.caBundle={ca}"),
+        ],
         vec!["--set", "webhook.url=https://192.0.2.10:9443/mutate"],
-        vec!["--set", "serviceMonitor.enabled=true", "--set", "injection.enabled=false", "--set", "tools.checkNodeArchitectures=false"],
+        vec![
+            "--set",
+            "serviceMonitor.enabled=true",
+            "--set",
+            "injection.enabled=false",
+            "--set",
+            "tools.checkNodeArchitectures=false",
+        ],
     ] {
         let chart = chart();
         let mut args = vec!["lint", "--strict", chart.as_str()];
         args.extend(values.iter().copied());
         let output = helm_run(&args);
-        assert!(output.status.success(), "lint {values:?}:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "lint {values:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -87,9 +106,24 @@ fn the_default_install_has_everything_the_webhook_needs() {
     kinds.sort();
     assert_eq!(
         kinds,
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "Pod", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Deployment",
+            "MutatingWebhookConfiguration",
+            "Pod",
+            "PodDisruptionBudget",
+            "Secret",
+            "Service",
+            "ServiceAccount"
+        ]
     );
-    assert_eq!(one(&documents, "Pod")["metadata"]["annotations"]["helm.sh/hook"], "test", "the only pod is the helm test");
+    assert_eq!(
+        one(&documents, "Pod")["metadata"]["annotations"]["helm.sh/hook"],
+        "test",
+        "the only pod is the helm test"
+    );
     for document in &documents {
         let labels = &document["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/name"], "dragonfly-injector", "{}", document["kind"]);
@@ -106,7 +140,10 @@ fn webhook_entries_send_only_pods_that_can_be_injected() {
     let configuration = one(&documents, "MutatingWebhookConfiguration");
     let webhooks = configuration["webhooks"].as_array().unwrap();
     let names: Vec<&str> = webhooks.iter().map(|w| w["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["namespace.pods.dragonfly.io", "annotated.pods.dragonfly.io", "legacy-namespace.pods.dragonfly.io"]);
+    assert_eq!(
+        names,
+        ["namespace.pods.dragonfly.io", "annotated.pods.dragonfly.io", "legacy-namespace.pods.dragonfly.io"]
+    );
     for webhook in webhooks {
         assert_eq!(webhook["admissionReviewVersions"], serde_json::json!(["v1"]));
         assert_eq!(webhook["sideEffects"], "None");
@@ -114,14 +151,26 @@ fn webhook_entries_send_only_pods_that_can_be_injected() {
         assert_eq!(webhook["timeoutSeconds"], 5);
         assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
         assert_eq!(webhook["matchPolicy"], "Equivalent");
-        assert_eq!(webhook["rules"], serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}]));
-        assert_eq!(webhook["clientConfig"]["service"], serde_json::json!({"name": FULLNAME, "namespace": NAMESPACE, "path": "/mutate", "port": 443}));
+        assert_eq!(
+            webhook["rules"],
+            serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}])
+        );
+        assert_eq!(
+            webhook["clientConfig"]["service"],
+            serde_json::json!({"name": FULLNAME, "namespace": NAMESPACE, "path": "/mutate", "port": 443})
+        );
         let expressions = webhook["namespaceSelector"]["matchExpressions"].as_array().unwrap();
-        assert_eq!(expressions[0], serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]}));
+        assert_eq!(
+            expressions[0],
+            serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]})
+        );
         assert_eq!(webhook["matchConditions"].as_array().unwrap().len(), 1);
     }
     let selector = |i: usize| webhooks[i]["namespaceSelector"]["matchExpressions"].as_array().unwrap()[1..].to_vec();
-    assert_eq!(selector(0), [serde_json::json!({"key": "dragonfly.io/inject-p2p", "operator": "In", "values": ["enabled", "true"]})]);
+    assert_eq!(
+        selector(0),
+        [serde_json::json!({"key": "dragonfly.io/inject-p2p", "operator": "In", "values": ["enabled", "true"]})]
+    );
     assert_eq!(
         selector(1),
         [
@@ -140,7 +189,10 @@ fn webhook_entries_send_only_pods_that_can_be_injected() {
     let webhooks = one(&without_legacy, "MutatingWebhookConfiguration")["webhooks"].as_array().unwrap().clone();
     assert_eq!(webhooks.len(), 2);
     assert!(!webhooks[1]["matchConditions"][0]["expression"].as_str().unwrap().contains("'dragonfly.io/inject' in"));
-    assert_eq!(webhooks[0]["namespaceSelector"]["matchExpressions"][0]["values"], serde_json::json!(["batch", NAMESPACE]));
+    assert_eq!(
+        webhooks[0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["batch", NAMESPACE])
+    );
 
     let fail = render(&["--set", "webhook.failurePolicy=Fail", "--set", "webhook.timeoutSeconds=10"]);
     let webhook = &one(&fail, "MutatingWebhookConfiguration")["webhooks"][0];
@@ -166,30 +218,31 @@ fn the_generated_certificate_is_signed_by_the_ca_bundle_and_names_the_service() 
     assert_eq!(leaf.issuer(), ca.subject());
     // Verified as the API server's TLS client will: chained to the caBundle, for each name.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&ca_pem).unwrap().1.contents)).unwrap();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&ca_pem).unwrap().1.contents))
+        .unwrap();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         std::sync::Arc::new(roots),
         std::sync::Arc::new(rustls::crypto::ring::default_provider()),
     )
     .build()
     .unwrap();
-    let leaf_der = rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&leaf_pem).unwrap().1.contents);
+    let leaf_der =
+        rustls::pki_types::CertificateDer::from(x509_parser::pem::parse_x509_pem(&leaf_pem).unwrap().1.contents);
     for name in [format!("{FULLNAME}.{NAMESPACE}.svc"), format!("{FULLNAME}.{NAMESPACE}.svc.cluster.local")] {
         let server_name = rustls::pki_types::ServerName::try_from(name.clone()).unwrap();
         verifier
             .verify_server_cert(&leaf_der, &[], &server_name, &[], rustls::pki_types::UnixTime::now())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
-    let names: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    for name in [FULLNAME.to_owned(), format!("{FULLNAME}.{NAMESPACE}"), format!("{FULLNAME}.{NAMESPACE}.svc"), format!("{FULLNAME}.{NAMESPACE}.svc.cluster.local")] {
+    let names: Vec<String> =
+        leaf.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| n.to_string()).collect();
+    for name in [
+        FULLNAME.to_owned(),
+        format!("{FULLNAME}.{NAMESPACE}"),
+        format!("{FULLNAME}.{NAMESPACE}.svc"),
+        format!("{FULLNAME}.{NAMESPACE}.svc.cluster.local"),
+    ] {
         assert!(names.contains(&format!("DNSName({name})")), "{name} missing from {names:?}");
     }
     assert!(String::from_utf8(key_pem).unwrap().contains("PRIVATE KEY"));
@@ -201,20 +254,44 @@ fn cert_manager_and_existing_secret_modes() {
     assert!(all(&documents, "Secret").is_empty(), "cert-manager writes the Secret");
     let certificate = one(&documents, "Certificate");
     assert_eq!(certificate["spec"]["secretName"], format!("{FULLNAME}-tls"));
-    let dns: Vec<&str> = certificate["spec"]["dnsNames"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let dns: Vec<&str> =
+        certificate["spec"]["dnsNames"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     assert!(dns.contains(&format!("{FULLNAME}.{NAMESPACE}.svc").as_str()));
     assert_eq!(one(&documents, "Issuer")["spec"]["selfSigned"], serde_json::json!({}));
     let configuration = one(&documents, "MutatingWebhookConfiguration");
-    assert_eq!(configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"], format!("{NAMESPACE}/{FULLNAME}"));
+    assert_eq!(
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!("{NAMESPACE}/{FULLNAME}")
+    );
     assert!(configuration["webhooks"][0]["clientConfig"].get("caBundle").is_none());
-    let with_issuer = render(&["--set", "tls.mode=certManager", "--set", "tls.certManager.issuerRef.name=corp-ca", "--set", "tls.certManager.issuerRef.kind=ClusterIssuer"]);
+    let with_issuer = render(&[
+        "--set",
+        "tls.mode=certManager",
+        "--set",
+        "tls.certManager.issuerRef.name=corp-ca",
+        "--set",
+        "tls.certManager.issuerRef.kind=ClusterIssuer",
+    ]);
     assert!(all(&with_issuer, "Issuer").is_empty());
-    assert_eq!(one(&with_issuer, "Certificate")["spec"]["issuerRef"], serde_json::json!({"name": "corp-ca", "kind": "ClusterIssuer"}));
+    assert_eq!(
+        one(&with_issuer, "Certificate")["spec"]["issuerRef"],
+        serde_json::json!({"name": "corp-ca", "kind": "ClusterIssuer"})
+    );
 
     let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
-    let documents = render(&["--set", "tls.mode=secret", "--set", "tls.secret.name=corp-tls", "--set", &format!("tls.secret.caBundle={ca}")]);
+    let documents = render(&[
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=corp-tls",
+        "--set",
+        &format!("tls.secret.caBundle={ca}"),
+    ]);
     assert!(all(&documents, "Secret").is_empty());
-    assert_eq!(pem_of(&one(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]), ca.as_bytes());
+    assert_eq!(
+        pem_of(&one(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"]),
+        ca.as_bytes()
+    );
     let volumes = &one(&documents, "Deployment")["spec"]["template"]["spec"]["volumes"];
     assert!(volumes.as_array().unwrap().iter().any(|v| v["secret"]["secretName"] == "corp-tls"));
     let missing = template(&["--set", "tls.mode=secret"]);
@@ -247,20 +324,34 @@ fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
     let documents = render(&[
-        "--set", "proxy.port=65001",
-        "--set", "proxy.hostFrom=hostIP",
-        "--set", "socket.enabled=false",
-        "--set", "transferFromDfdaemon=false",
-        "--set", &format!("tools.image.digest={digest}"),
-        "--set", "tools.image.tag=v9",
-        "--set", "tools.pinning=required",
-        "--set", "tools.refreshInterval=90s",
-        "--set", "tools.pullSecrets={regcred}",
-        "--set", "tools.architectures={linux/amd64,linux/s390x}",
-        "--set", "registry.dockerConfigSecret=registry-creds",
-        "--set", &format!("registry.caBundle={ca}"),
-        "--set", "registry.plainHttp={registry.local:5000}",
-        "--set", "excludeNamespaces={kube-system,batch}",
+        "--set",
+        "proxy.port=65001",
+        "--set",
+        "proxy.hostFrom=hostIP",
+        "--set",
+        "socket.enabled=false",
+        "--set",
+        "transferFromDfdaemon=false",
+        "--set",
+        &format!("tools.image.digest={digest}"),
+        "--set",
+        "tools.image.tag=v9",
+        "--set",
+        "tools.pinning=required",
+        "--set",
+        "tools.refreshInterval=90s",
+        "--set",
+        "tools.pullSecrets={regcred}",
+        "--set",
+        "tools.architectures={linux/amd64,linux/s390x}",
+        "--set",
+        "registry.dockerConfigSecret=registry-creds",
+        "--set",
+        &format!("registry.caBundle={ca}"),
+        "--set",
+        "registry.plainHttp={registry.local:5000}",
+        "--set",
+        "excludeNamespaces={kube-system,batch}",
     ]);
     let config = config_of(&documents);
     assert_eq!(config.proxy.port.0, 65001);
@@ -305,14 +396,27 @@ fn the_deployment_is_restricted_probed_and_rolls_on_config_changes() {
     assert_eq!(container["image"], "docker.io/dragonflyoss/dragonfly-injector:v0.1.0");
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args[0], "serve");
-    for expected in ["--config=/etc/dragonfly-injector/config/config.yaml", "--tls-cert-file=/etc/dragonfly-injector/tls/tls.crt", "--listen=0.0.0.0:9443", "--admin-listen=0.0.0.0:9090", "--shutdown-delay=5s", "--drain-timeout=15s"] {
+    for expected in [
+        "--config=/etc/dragonfly-injector/config/config.yaml",
+        "--tls-cert-file=/etc/dragonfly-injector/tls/tls.crt",
+        "--listen=0.0.0.0:9443",
+        "--admin-listen=0.0.0.0:9090",
+        "--shutdown-delay=5s",
+        "--drain-timeout=15s",
+    ] {
         assert!(args.contains(&expected), "{expected} in {args:?}");
     }
     assert_eq!(container["env"][0]["name"], "POD_NAMESPACE");
     assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["dragonfly.io/inject-p2p"], "false");
-    let checksum = |documents: &[Value]| one(documents, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone();
+    let checksum = |documents: &[Value]| {
+        one(documents, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+    };
     assert_eq!(checksum(&documents), checksum(&render(&[])));
-    assert_ne!(checksum(&documents), checksum(&render(&["--set", "proxy.port=65001"])), "a config change rolls the pods");
+    assert_ne!(
+        checksum(&documents),
+        checksum(&render(&["--set", "proxy.port=65001"])),
+        "a config change rolls the pods"
+    );
     assert_eq!(one(&documents, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
 }
 
@@ -331,7 +435,10 @@ fn rbac_is_the_least_the_webhook_needs() {
         serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
     );
     let binding = one(&render(&[]), "ClusterRoleBinding").clone();
-    assert_eq!(binding["subjects"][0], serde_json::json!({"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}));
+    assert_eq!(
+        binding["subjects"][0],
+        serde_json::json!({"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE})
+    );
 }
 
 #[test]
@@ -378,7 +485,8 @@ fn it_installs_as_a_dependency_of_another_chart() {
         ),
     )
     .unwrap();
-    std::fs::write(parent.join("values.yaml"), "dragonfly-injector:\n  enabled: true\n  proxy:\n    port: 65001\n").unwrap();
+    std::fs::write(parent.join("values.yaml"), "dragonfly-injector:\n  enabled: true\n  proxy:\n    port: 65001\n")
+        .unwrap();
     let build = helm_run(&["dependency", "build", parent.to_str().unwrap()]);
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
     let output = helm_run(&["template", "stack", parent.to_str().unwrap(), "--namespace", "dragonfly-system"]);

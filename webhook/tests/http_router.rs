@@ -26,7 +26,9 @@ fn state_with(config: &str, image: Option<&str>) -> Arc<WebhookState> {
     let config = Config::from_yaml(config).unwrap();
     Arc::new(WebhookState {
         settings: Settings::new(&config, Some("dragonfly-system")).unwrap(),
-        tools_image: Arc::new(ArcSwapOption::new(image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None })))),
+        tools_image: Arc::new(ArcSwapOption::new(
+            image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None })),
+        )),
         namespaces: None,
         metrics: Arc::new(Metrics::default()),
         certificate: Arc::new(CertResolver::default()),
@@ -39,14 +41,25 @@ fn state() -> Arc<WebhookState> {
 }
 
 async fn call(app: Router, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder().method(method).uri(path).header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     (status, response.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
 
 async fn mutate(state: &Arc<WebhookState>, review: &Value) -> (StatusCode, Value) {
-    let (status, body) = call(webhook::router(state.clone(), webhook::DEFAULT_MAX_BODY_BYTES), "POST", "/mutate", serde_json::to_vec(review).unwrap()).await;
+    let (status, body) = call(
+        webhook::router(state.clone(), webhook::DEFAULT_MAX_BODY_BYTES),
+        "POST",
+        "/mutate",
+        serde_json::to_vec(review).unwrap(),
+    )
+    .await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
@@ -69,7 +82,10 @@ async fn an_api_server_shaped_pod_is_injected_and_stays_valid() {
     assert!(response["response"].get("warnings").is_none(), "{response}");
     let app = &injected["spec"]["containers"][0];
     let env: Vec<&str> = app["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(env, ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY", "POD_IP"]);
+    assert_eq!(
+        env,
+        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY", "POD_IP"]
+    );
     assert_eq!(injected["spec"]["initContainers"][0]["image"], IMAGE);
     // The service-account volume and mount are untouched, ours come after them.
     assert_eq!(injected["spec"]["volumes"][0], pod["spec"]["volumes"][0]);
@@ -102,7 +118,13 @@ async fn native_sidecars_and_unknown_fields_survive_byte_for_byte() {
         assert_eq!(injected["spec"][key], pod["spec"][key], "{key}");
     }
     assert_eq!(injected["spec"]["containers"][1], pod["spec"]["containers"][1], "not listed in inject-containers");
-    let path = injected["spec"]["containers"][0]["env"].as_array().unwrap().iter().find(|e| e["name"] == "PATH").unwrap().clone();
+    let path = injected["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PATH")
+        .unwrap()
+        .clone();
     assert_eq!(path["value"], "/dragonfly/bin:/opt/app/bin:/usr/bin:/bin");
 }
 
@@ -117,8 +139,14 @@ async fn a_pod_that_did_not_opt_in_is_allowed_untouched() {
 async fn malformed_requests_get_400_with_a_one_line_reason() {
     let bodies: [(&[u8], &str); 4] = [
         (b"{not json", "not JSON"),
-        (br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#, "unsupported AdmissionReview apiVersion"),
-        (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}"#, "no uid"),
+        (
+            br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#,
+            "unsupported AdmissionReview apiVersion",
+        ),
+        (
+            br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}"#,
+            "no uid",
+        ),
         (br#"{"apiVersion": "v1", "kind": "Pod"}"#, "not an AdmissionReview"),
     ];
     for (body, reason) in bodies {
@@ -136,7 +164,8 @@ async fn bodies_over_the_limit_get_413_and_the_default_limit_exceeds_axums() {
     let mut pod = fixture("pod-annotated.json");
     pod["metadata"]["annotations"]["big"] = json!("x".repeat(3 * 1024 * 1024));
     let body = serde_json::to_vec(&review_for(&pod, "apps", "big")).unwrap();
-    let (status, _) = call(webhook::router(state(), webhook::DEFAULT_MAX_BODY_BYTES), "POST", "/mutate", body.clone()).await;
+    let (status, _) =
+        call(webhook::router(state(), webhook::DEFAULT_MAX_BODY_BYTES), "POST", "/mutate", body.clone()).await;
     assert_eq!(status, StatusCode::OK, "a 3 MB review is accepted by default");
     let (status, _) = call(webhook::router(state(), 1024 * 1024), "POST", "/mutate", body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);

@@ -12,8 +12,8 @@
 mod common;
 
 use common::bake::{bake, dist_platforms_with, Buildkitd, Buildx, ALL_PLATFORMS, TOOLS_FILES};
-use common::{repo_root, succeed, text};
 use common::registry::{Registry, RegistryOptions};
+use common::{repo_root, succeed, text};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -43,7 +43,11 @@ fn platforms_with(dist: &Path, image: &str, files: &[&str]) -> Vec<String> {
     for platform in ALL_PLATFORMS.iter().filter(|p| !platforms.iter().any(|q| q == *p)) {
         eprintln!("{platform}: the dist lacks one of {files:?}, so the {image} image leaves it out");
     }
-    assert!(platforms.iter().any(|p| p == "linux/amd64"), "{} lacks linux/amd64: run scripts/cross-build.sh and scripts/dfget.sh", dist.display());
+    assert!(
+        platforms.iter().any(|p| p == "linux/amd64"),
+        "{} lacks linux/amd64: run scripts/cross-build.sh and scripts/dfget.sh",
+        dist.display()
+    );
     platforms
 }
 
@@ -68,7 +72,11 @@ impl Registered {
     }
 
     async fn json(&self, repository: &str, digest: &str, media_type: &str) -> Value {
-        let (bytes, actual) = self.client.pull_manifest_raw(&self.reference(repository, digest), &RegistryAuth::Anonymous, &[media_type]).await.unwrap();
+        let (bytes, actual) = self
+            .client
+            .pull_manifest_raw(&self.reference(repository, digest), &RegistryAuth::Anonymous, &[media_type])
+            .await
+            .unwrap();
         assert_eq!(actual, digest);
         serde_json::from_slice(&bytes).unwrap()
     }
@@ -98,7 +106,15 @@ impl Registered {
                 if header.entry_type().is_file() {
                     let mut bytes = Vec::new();
                     entry.read_to_end(&mut bytes).unwrap();
-                    files.insert(path, Entry { mode: header.mode().unwrap() & 0o7777, mtime: header.mtime().unwrap(), uid: header.uid().unwrap(), bytes });
+                    files.insert(
+                        path,
+                        Entry {
+                            mode: header.mode().unwrap() & 0o7777,
+                            mtime: header.mtime().unwrap(),
+                            uid: header.uid().unwrap(),
+                            bytes,
+                        },
+                    );
                 } else {
                     assert_eq!(header.mtime().unwrap(), 0, "{path}: timestamps are rewritten to SOURCE_DATE_EPOCH");
                 }
@@ -138,25 +154,55 @@ fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
     let printed = buildx.print(&[]);
     assert_eq!(printed["group"]["default"]["targets"], serde_json::json!(["tools", "webhook"]));
     let (tools, webhook) = (&printed["target"]["tools"], &printed["target"]["webhook"]);
-    assert_eq!(tools["tags"], serde_json::json!([dragonfly_injector::config::DEFAULT_TOOLS_IMAGE]), "the webhook's default tools image");
+    assert_eq!(
+        tools["tags"],
+        serde_json::json!([dragonfly_injector::config::DEFAULT_TOOLS_IMAGE]),
+        "the webhook's default tools image"
+    );
     let chart_values = std::fs::read_to_string(repo_root().join("charts/dragonfly-injector/values.yaml")).unwrap();
-    assert!(chart_values.contains("repository: docker.io/dragonflyoss/dragonfly-injector\n"), "the chart's webhook image");
-    assert_eq!(webhook["tags"], serde_json::json!([format!("docker.io/dragonflyoss/dragonfly-injector:v{}", env!("CARGO_PKG_VERSION"))]));
-    assert_eq!(tools["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]), "the platforms with a static dfget");
+    assert!(
+        chart_values.contains("repository: docker.io/dragonflyoss/dragonfly-injector\n"),
+        "the chart's webhook image"
+    );
+    assert_eq!(
+        webhook["tags"],
+        serde_json::json!([format!("docker.io/dragonflyoss/dragonfly-injector:v{}", env!("CARGO_PKG_VERSION"))])
+    );
+    assert_eq!(
+        tools["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"]),
+        "the platforms with a static dfget"
+    );
     assert_eq!(webhook["platforms"], serde_json::json!(ALL_PLATFORMS));
     for target in [tools, webhook] {
         assert_eq!(target["output"][0]["rewrite-timestamp"], "true");
         assert_eq!(target["output"][0]["oci-mediatypes"], "true");
         assert_eq!(target["args"]["SOURCE_DATE_EPOCH"], "0");
         assert_eq!(target["attest"][0], serde_json::json!({"type": "provenance", "disabled": true}));
-        assert!(target.get("contexts").is_none_or(|c| c.as_object().unwrap().is_empty()), "by default everything is built inside Docker: {target}");
+        assert!(
+            target.get("contexts").is_none_or(|c| c.as_object().unwrap().is_empty()),
+            "by default everything is built inside Docker: {target}"
+        );
         let annotations = target["annotations"].as_array().unwrap();
         for key in ["source", "version", "revision"] {
-            assert!(annotations.iter().any(|a| a.as_str().unwrap().starts_with(&format!("index,manifest:org.opencontainers.image.{key}="))), "{key}");
+            assert!(
+                annotations.iter().any(|a| a
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("index,manifest:org.opencontainers.image.{key}="))),
+                "{key}"
+            );
         }
     }
 
-    let printed = buildx.print(&[("DIST", "target/dist"), ("CA_CERTIFICATES", "/etc/ssl/certs"), ("TOOLS_PLATFORMS", "linux/s390x"), ("PROVENANCE", "true"), ("REGISTRY", "r.example/x"), ("TAG", "v9")]);
+    let printed = buildx.print(&[
+        ("DIST", "target/dist"),
+        ("CA_CERTIFICATES", "/etc/ssl/certs"),
+        ("TOOLS_PLATFORMS", "linux/s390x"),
+        ("PROVENANCE", "true"),
+        ("REGISTRY", "r.example/x"),
+        ("TAG", "v9"),
+    ]);
     let (tools, webhook) = (&printed["target"]["tools"], &printed["target"]["webhook"]);
     assert_eq!(tools["contexts"], serde_json::json!({"dist": "target/dist"}));
     assert_eq!(webhook["contexts"], serde_json::json!({"dist": "target/dist", "ca-certificates": "/etc/ssl/certs"}));
@@ -168,7 +214,8 @@ fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_binaries() {
     common::install_crypto();
-    let dist = std::fs::canonicalize(repo_root().join("target/dist")).expect("target/dist: run scripts/cross-build.sh first (scripts/test.sh does)");
+    let dist = std::fs::canonicalize(repo_root().join("target/dist"))
+        .expect("target/dist: run scripts/cross-build.sh first (scripts/test.sh does)");
     let tools_platforms = platforms_with(&dist, "tools", &TOOLS_FILES);
     let webhook_platforms = platforms_with(&dist, "webhook", &["dragonfly-injector"]);
     assert_eq!(webhook_platforms, ALL_PLATFORMS, "scripts/cross-build.sh builds the webhook for every platform");
@@ -196,7 +243,10 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     };
     let first = run_bake(&daemon, vars("test", &dist, "0"), &dist);
 
-    let registered = Registered { client: Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() }), host: registry.host.clone() };
+    let registered = Registered {
+        client: Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() }),
+        host: registry.host.clone(),
+    };
     let ca_bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
     let work = tempfile::tempdir().unwrap();
     // Each platform's webhook binary, as its image carries it.
@@ -206,8 +256,16 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
         let digest = &first[target];
         let index = registered.json(repository, digest, INDEX).await;
         assert_eq!(index["mediaType"], INDEX, "{target}");
-        for (key, value) in [("source", "https://github.com/dragonflyoss/dragonfly-injector"), ("version", "test"), ("revision", "0123456789abcdef")] {
-            assert_eq!(index["annotations"][format!("org.opencontainers.image.{key}")], value, "{target}: index annotation {key}");
+        for (key, value) in [
+            ("source", "https://github.com/dragonflyoss/dragonfly-injector"),
+            ("version", "test"),
+            ("revision", "0123456789abcdef"),
+        ] {
+            assert_eq!(
+                index["annotations"][format!("org.opencontainers.image.{key}")],
+                value,
+                "{target}: index annotation {key}"
+            );
         }
         let entries = index["manifests"].as_array().unwrap();
         let mut found: Vec<String> = entries.iter().map(platform_of).collect();
@@ -219,19 +277,35 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
         for descriptor in entries {
             let platform = platform_of(descriptor);
             let manifest = registered.json(repository, descriptor["digest"].as_str().unwrap(), MANIFEST).await;
-            assert_eq!(manifest["annotations"]["org.opencontainers.image.version"], "test", "{target} {platform}: manifest annotation");
-            let config: Value = serde_json::from_slice(&registered.blob(repository, manifest["config"]["digest"].as_str().unwrap()).await).unwrap();
+            assert_eq!(
+                manifest["annotations"]["org.opencontainers.image.version"], "test",
+                "{target} {platform}: manifest annotation"
+            );
+            let config: Value = serde_json::from_slice(
+                &registered.blob(repository, manifest["config"]["digest"].as_str().unwrap()).await,
+            )
+            .unwrap();
             let mut parts = platform.split('/');
             assert_eq!(config["os"], parts.next().unwrap(), "{target} {platform}");
             assert_eq!(config["architecture"], parts.next().unwrap(), "{target} {platform}");
             assert_eq!(config["variant"].as_str(), parts.next(), "{target} {platform}");
-            assert_eq!(config["created"], "1970-01-01T00:00:00Z", "{target} {platform}: created comes from SOURCE_DATE_EPOCH");
+            assert_eq!(
+                config["created"], "1970-01-01T00:00:00Z",
+                "{target} {platform}: created comes from SOURCE_DATE_EPOCH"
+            );
             assert_eq!(config["config"]["User"], "65532:65532", "{target} {platform}");
-            assert_eq!(config["config"]["Labels"]["org.opencontainers.image.revision"], "0123456789abcdef", "{target} {platform}");
-            assert_eq!(config["config"]["Labels"]["org.opencontainers.image.source"], "https://github.com/dragonflyoss/dragonfly-injector");
+            assert_eq!(
+                config["config"]["Labels"]["org.opencontainers.image.revision"], "0123456789abcdef",
+                "{target} {platform}"
+            );
+            assert_eq!(
+                config["config"]["Labels"]["org.opencontainers.image.source"],
+                "https://github.com/dragonflyoss/dragonfly-injector"
+            );
             assert_eq!(config["config"]["Labels"]["org.opencontainers.image.version"], "test");
 
-            let compressed: u64 = manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
+            let compressed: u64 =
+                manifest["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum();
             eprintln!("{repository} {platform}: {compressed} bytes of compressed layers");
             let files = registered.files(repository, &manifest).await;
             let from_dist = |path: &str| std::fs::read(dist.join(&platform).join(path)).unwrap();
@@ -240,17 +314,33 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
             if target == "tools" {
                 assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dfget-copier"]));
                 assert_eq!(config["config"]["Labels"]["io.d7y.dfget.version"], "1.5.10", "{platform}");
-                assert_eq!(names, ["dfget-copier", "dragonfly-tools/SHA256SUMS", "dragonfly-tools/dfget"], "{platform}: the tools image holds nothing else");
+                assert_eq!(
+                    names,
+                    ["dfget-copier", "dragonfly-tools/SHA256SUMS", "dragonfly-tools/dfget"],
+                    "{platform}: the tools image holds nothing else"
+                );
                 assert_eq!(files["dfget-copier"].bytes, from_dist("dfget-copier"), "{platform}: the copier");
                 assert_eq!(files["dragonfly-tools/dfget"].bytes, from_dist("tools/dfget"), "{platform}: dfget");
-                assert_eq!(files["dragonfly-tools/SHA256SUMS"].bytes, from_dist("tools/SHA256SUMS"), "{platform}: the manifest");
+                assert_eq!(
+                    files["dragonfly-tools/SHA256SUMS"].bytes,
+                    from_dist("tools/SHA256SUMS"),
+                    "{platform}: the manifest"
+                );
                 assert_eq!(files["dfget-copier"].mode & 0o111, 0o111, "{platform}: the copier is executable");
                 assert_eq!(files["dragonfly-tools/dfget"].mode & 0o111, 0o111, "{platform}: dfget is executable");
             } else {
                 assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/dragonfly-injector"]));
                 assert_eq!(config["config"]["Cmd"], serde_json::json!(["serve"]));
-                assert_eq!(names, ["dragonfly-injector", "etc/ssl/certs/ca-certificates.crt"], "{platform}: the webhook image holds nothing else");
-                assert_eq!(files["dragonfly-injector"].bytes, from_dist("dragonfly-injector"), "{platform}: the webhook binary");
+                assert_eq!(
+                    names,
+                    ["dragonfly-injector", "etc/ssl/certs/ca-certificates.crt"],
+                    "{platform}: the webhook image holds nothing else"
+                );
+                assert_eq!(
+                    files["dragonfly-injector"].bytes,
+                    from_dist("dragonfly-injector"),
+                    "{platform}: the webhook binary"
+                );
                 assert_eq!(files["etc/ssl/certs/ca-certificates.crt"].bytes, ca_bundle, "{platform}: the CA bundle");
                 // The binary the image carries runs on its architecture (under qemu-user here).
                 let binary = webhook_binary(&platform);
@@ -266,7 +356,11 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
                     None => Command::new(&binary),
                 };
                 let version = succeed(command.arg("--version"));
-                assert_eq!(text(&version.stdout), format!("dragonfly-injector {}\n", env!("CARGO_PKG_VERSION")), "{platform}");
+                assert_eq!(
+                    text(&version.stdout),
+                    format!("dragonfly-injector {}\n", env!("CARGO_PKG_VERSION")),
+                    "{platform}"
+                );
             }
             for (path, entry) in &files {
                 assert_eq!(entry.mtime, 0, "{target} {platform} {path}: timestamps rewritten to SOURCE_DATE_EPOCH");
@@ -327,8 +421,12 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     let later = run_bake(&fresh, vars("test", &copy, "1700000000"), &copy);
     assert_ne!(later["tools"], first["tools"], "SOURCE_DATE_EPOCH reaches the image");
     let tools = registered.json("dragonfly-injector-tools", &later["tools"], INDEX).await;
-    let manifest = registered.json("dragonfly-injector-tools", tools["manifests"][0]["digest"].as_str().unwrap(), MANIFEST).await;
-    let config: Value = serde_json::from_slice(&registered.blob("dragonfly-injector-tools", manifest["config"]["digest"].as_str().unwrap()).await).unwrap();
+    let manifest =
+        registered.json("dragonfly-injector-tools", tools["manifests"][0]["digest"].as_str().unwrap(), MANIFEST).await;
+    let config: Value = serde_json::from_slice(
+        &registered.blob("dragonfly-injector-tools", manifest["config"]["digest"].as_str().unwrap()).await,
+    )
+    .unwrap();
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
     drop(fresh);
 }

@@ -7,7 +7,10 @@ use serde_json::Value;
 use std::process::{Command, Output};
 
 fn inject(args: &[&str], stdin: &str) -> Output {
-    common::output_with_stdin(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).arg("inject").args(args), stdin.as_bytes())
+    common::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).arg("inject").args(args),
+        stdin.as_bytes(),
+    )
 }
 
 fn example() -> String {
@@ -48,7 +51,9 @@ fn every_workload_kind_and_lists_are_injected() {
         items.push(serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": kind.to_lowercase()}, "spec": {"template": template}}));
     }
     items.push(serde_json::json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}));
-    items.push(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}));
+    items.push(
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}),
+    );
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
     let output = inject(&["-f", "-"], &serde_json::to_string(&list).unwrap());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -66,7 +71,15 @@ fn namespace_labels_opt_in_and_shape_the_result() {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x}]\n";
     let plain = inject(&["-f", "-"], pod);
     assert!(!injected(&parse_documents(&String::from_utf8(plain.stdout).unwrap()).unwrap()[0]));
-    let labelled = inject(&["-f", "-", "--namespace-labels", "dragonfly.io/inject-p2p=enabled,pod-security.kubernetes.io/enforce=baseline"], pod);
+    let labelled = inject(
+        &[
+            "-f",
+            "-",
+            "--namespace-labels",
+            "dragonfly.io/inject-p2p=enabled,pod-security.kubernetes.io/enforce=baseline",
+        ],
+        pod,
+    );
     assert!(labelled.status.success());
     let document = &parse_documents(&String::from_utf8(labelled.stdout).unwrap()).unwrap()[0];
     assert!(injected(document));

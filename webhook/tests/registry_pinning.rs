@@ -27,7 +27,11 @@ fn plain_resolver(host: &str) -> Resolver {
 fn resolver_with_credentials(dir: &std::path::Path, host: &str, name: &str, entry: &str) -> Resolver {
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, format!(r#"{{"auths": {{"{host}": {entry}}}}}"#)).unwrap();
-    Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], dockerConfig: {}, timeout: 5s}}\n", path.display())).registry).unwrap()
+    Resolver::new(
+        &config(&format!("registry: {{plainHttp: [\"{host}\"], dockerConfig: {}, timeout: 5s}}\n", path.display()))
+            .registry,
+    )
+    .unwrap()
 }
 
 fn pinner(resolver: Resolver, image: &str) -> (Pinner, Arc<ToolsImageCell>, Arc<Metrics>) {
@@ -56,11 +60,25 @@ async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms()
     common::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let client = pushing_client(None);
-    let digest = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64", "linux/arm/v7"], true, "a").await;
-    let resolved = plain_resolver(&registry.host).resolve(&format!("{}/dragonfly/tools:v1", registry.host), None).await.unwrap();
+    let digest = push_index(
+        &client,
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        true,
+        "a",
+    )
+    .await;
+    let resolved =
+        plain_resolver(&registry.host).resolve(&format!("{}/dragonfly/tools:v1", registry.host), None).await.unwrap();
     assert_eq!(resolved.digest, digest, "the index digest, not a platform's");
     assert!(resolved.is_index);
-    assert_eq!(resolved.platforms.iter().map(String::as_str).collect::<Vec<_>>(), ["linux/amd64", "linux/arm/v7", "linux/arm64"]);
+    assert_eq!(
+        resolved.platforms.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["linux/amd64", "linux/arm/v7", "linux/arm64"]
+    );
     assert_eq!(resolved.pinned, format!("{}/dragonfly/tools:v1@{digest}", registry.host));
 }
 
@@ -70,7 +88,17 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
     let registry = Registry::start(RegistryOptions::default());
     let client = pushing_client(None);
     let image = format!("{}/dragonfly/tools:v1", registry.host);
-    let first = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "first").await;
+    let first = push_index(
+        &client,
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "first",
+    )
+    .await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
     assert_eq!(injected(&cell), image, "preferred: the tag until a digest is known");
     assert!(cell.load().as_ref().unwrap().unpinned_warning.is_some());
@@ -79,13 +107,26 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
     assert_eq!(injected(&cell), format!("{image}@{first}"));
     assert!(cell.load().as_ref().unwrap().unpinned_warning.is_none());
 
-    let second = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "second").await;
+    let second = push_index(
+        &client,
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "second",
+    )
+    .await;
     assert_ne!(first, second);
     assert_eq!(injected(&cell), format!("{image}@{first}"), "a moved tag changes nothing by itself");
     pinner.refresh(&mut last).await.unwrap();
     assert_eq!(injected(&cell), format!("{image}@{second}"));
     let text = metrics.encode();
-    assert!(text.contains(&format!("dragonfly_injector_tools_image_info{{image=\"{image}\",digest=\"{second}\"}} 1")), "{text}");
+    assert!(
+        text.contains(&format!("dragonfly_injector_tools_image_info{{image=\"{image}\",digest=\"{second}\"}} 1")),
+        "{text}"
+    );
     assert!(!text.contains(&first), "the old digest's series is gone");
 
     // The background loop does the same on its interval.
@@ -98,7 +139,17 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         async move { cell.load().as_ref().is_some_and(|t| t.reference == expected) }
     })
     .await;
-    let third = push_index(&client, &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "third").await;
+    let third = push_index(
+        &client,
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "third",
+    )
+    .await;
     eventually(10, "the loop follows the moved tag", || {
         let cell = cell.clone();
         let expected = format!("{image}@{third}");
@@ -113,7 +164,17 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
     common::install_crypto();
     let mut registry = Registry::start(RegistryOptions::default());
     let image = format!("{}/dragonfly/tools:v1", registry.host);
-    let digest = push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let digest = push_index(
+        &pushing_client(None),
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "a",
+    )
+    .await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
     let mut last = None;
     pinner.refresh(&mut last).await.unwrap();
@@ -122,8 +183,12 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
     assert_eq!(error.label(), "unreachable", "{error}");
     assert_eq!(injected(&cell), format!("{image}@{digest}"));
     let text = metrics.encode();
-    assert!(text.contains(r#"dragonfly_injector_tools_image_resolution_failures_total{reason="unreachable"} 1"#), "{text}");
-    let since = text.lines().find(|l| l.starts_with("dragonfly_injector_tools_image_seconds_since_resolution ")).unwrap();
+    assert!(
+        text.contains(r#"dragonfly_injector_tools_image_resolution_failures_total{reason="unreachable"} 1"#),
+        "{text}"
+    );
+    let since =
+        text.lines().find(|l| l.starts_with("dragonfly_injector_tools_image_seconds_since_resolution ")).unwrap();
     assert!(since.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 0.0, "{since}");
 }
 
@@ -132,7 +197,17 @@ async fn an_index_missing_a_configured_platform_is_reported() {
     common::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let image = format!("{}/dragonfly/tools:amd64-only", registry.host);
-    push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "amd64-only", &["linux/amd64"], true, "a").await;
+    push_index(
+        &pushing_client(None),
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "amd64-only",
+        &["linux/amd64"],
+        true,
+        "a",
+    )
+    .await;
     let (pinner, _, metrics) = pinner(plain_resolver(&registry.host), &image);
     pinner.refresh(&mut None).await.unwrap();
     let text = metrics.encode();
@@ -145,15 +220,31 @@ async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
     common::install_crypto();
     let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
-    let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let digest = push_index(
+        &pushing_client(None),
+        &good,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "a",
+    )
+    .await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
-        resolver_with_credentials(temp.path(), &registry.host, password, &format!(r#"{{"username": "robot", "password": "{password}"}}"#))
+        resolver_with_credentials(
+            temp.path(),
+            &registry.host,
+            password,
+            &format!(r#"{{"username": "robot", "password": "{password}"}}"#),
+        )
     };
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let (pinner, cell, metrics) = pinner(resolver_with("wrong"), &image);
     // Liveness, not speed: the refusal must come back rather than hang.
-    let error = tokio::time::timeout(Duration::from_secs(30), pinner.refresh(&mut None)).await.expect("no hang").unwrap_err();
+    let error =
+        tokio::time::timeout(Duration::from_secs(30), pinner.refresh(&mut None)).await.expect("no hang").unwrap_err();
     assert!(matches!(error, ResolveError::Unauthorized(_)), "{error:?}");
     assert!(error.to_string().starts_with("registry refused the credentials"), "{error}");
     assert!(metrics.encode().contains(r#"tools_image_resolution_failures_total{reason="unauthorized"} 1"#));
@@ -171,7 +262,17 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
     let pki = Pki::new("registry ca");
     let leaf = pki.leaf("registry");
     let registry = Registry::start(RegistryOptions { tls: Some(&leaf), ..Default::default() });
-    let digest = push_index(&pushing_client(Some(&pki.ca_pem)), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "a").await;
+    let digest = push_index(
+        &pushing_client(Some(&pki.ca_pem)),
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "a",
+    )
+    .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let untrusted = Resolver::new(&config("registry: {timeout: 5s}\n").registry).unwrap();
     let error = untrusted.resolve(&image, None).await.unwrap_err();
@@ -179,7 +280,8 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
     let temp = tempfile::tempdir().unwrap();
     let ca = temp.path().join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
-    let trusted = Resolver::new(&config(&format!("registry: {{caBundle: {}, timeout: 5s}}\n", ca.display())).registry).unwrap();
+    let trusted =
+        Resolver::new(&config(&format!("registry: {{caBundle: {}, timeout: 5s}}\n", ca.display())).registry).unwrap();
     assert_eq!(trusted.resolve(&image, None).await.unwrap().digest, digest);
     let bad = temp.path().join("bad.pem");
     std::fs::write(&bad, "nothing").unwrap();
@@ -199,12 +301,14 @@ async fn a_registry_that_never_answers_is_cut_off_by_the_timeout() {
             open.push(socket);
         }
     });
-    let resolver = Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], timeout: 500ms}}\n")).registry).unwrap();
+    let resolver =
+        Resolver::new(&config(&format!("registry: {{plainHttp: [\"{host}\"], timeout: 500ms}}\n")).registry).unwrap();
     // Liveness, not speed: the configured 500 ms bound must end the call, far inside 30 s.
-    let error = tokio::time::timeout(Duration::from_secs(30), resolver.resolve(&format!("{host}/dragonfly/tools:v1"), None))
-        .await
-        .expect("the registry call was not cut off")
-        .unwrap_err();
+    let error =
+        tokio::time::timeout(Duration::from_secs(30), resolver.resolve(&format!("{host}/dragonfly/tools:v1"), None))
+            .await
+            .expect("the registry call was not cut off")
+            .unwrap_err();
     assert!(["timeout", "unreachable"].contains(&error.label()), "{error}");
     held.abort();
 }
@@ -216,7 +320,11 @@ fn serve_args(dir: &std::path::Path, pki: &Pki, config_yaml: &str) -> ServeArgs 
     ServeArgs {
         config,
         tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
-        listen: ListenArgs { listen: "127.0.0.1:0".parse().unwrap(), admin_listen: "127.0.0.1:0".parse().unwrap(), max_body_bytes: 1 << 20 },
+        listen: ListenArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            max_body_bytes: 1 << 20,
+        },
         cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
         shutdown: ShutdownArgs { shutdown_delay: Duration::ZERO, drain_timeout: Duration::from_secs(5) },
     }
@@ -231,11 +339,21 @@ async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_
     let image = format!("{host}/dragonfly/tools:v1");
     let registry = format!("registry: {{plainHttp: [\"{host}\"], timeout: 1s}}\n");
 
-    let preferred = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{image}\"}}\n{registry}"))).await.unwrap();
+    let preferred = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{image}\"}}\n{registry}")))
+        .await
+        .unwrap();
     let admin = preferred.admin_addr;
-    eventually(10, "ready with the tag", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    eventually(
+        10,
+        "ready with the tag",
+        || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) },
+    )
+    .await;
     let mut connection = Connection::open(preferred.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
-    let reply = connection.post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap()).await.unwrap();
+    let reply = connection
+        .post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap())
+        .await
+        .unwrap();
     let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
     assert_eq!(injected["spec"]["initContainers"][0]["image"], image.as_str());
@@ -243,13 +361,20 @@ async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_
     assert!(warnings.contains("not pinned to a digest yet"), "{warnings}");
     eventually(10, "failures and the unpinned injection counted", || async move {
         let text = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
-        text.contains(r#"tools_image_resolution_failures_total{reason="unreachable"}"#) && text.contains("dragonfly_injector_tools_image_unpinned_injections_total 1")
+        text.contains(r#"tools_image_resolution_failures_total{reason="unreachable"}"#)
+            && text.contains("dragonfly_injector_tools_image_unpinned_injections_total 1")
     })
     .await;
     preferred.shutdown().await;
 
     let temp = tempfile::tempdir().unwrap();
-    let required = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{image}\", pinning: required}}\n{registry}"))).await.unwrap();
+    let required = server::start(serve_args(
+        temp.path(),
+        &pki,
+        &format!("tools: {{image: \"{image}\", pinning: required}}\n{registry}"),
+    ))
+    .await
+    .unwrap();
     let admin = required.admin_addr;
     eventually(10, "the certificate loaded", || async move {
         let reply = get(admin, "/readyz").await.unwrap();
@@ -264,16 +389,35 @@ async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_
 async fn serve_pins_at_start_up_and_injects_the_digest() {
     common::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
-    let digest = push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], true, "a").await;
+    let digest = push_index(
+        &pushing_client(None),
+        &RegistryAuth::Anonymous,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        true,
+        "a",
+    )
+    .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("webhook ca");
-    let yaml = format!("tools: {{image: \"{image}\", pinning: required}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host);
+    let yaml =
+        format!("tools: {{image: \"{image}\", pinning: required}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host);
     let running = server::start(serve_args(temp.path(), &pki, &yaml)).await.unwrap();
     let admin = running.admin_addr;
-    eventually(10, "ready once pinned", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    eventually(
+        10,
+        "ready once pinned",
+        || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) },
+    )
+    .await;
     let mut connection = Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
-    let reply = connection.post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap()).await.unwrap();
+    let reply = connection
+        .post("/mutate", serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", "u")).unwrap())
+        .await
+        .unwrap();
     let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
     assert_eq!(injected["spec"]["initContainers"][0]["image"], format!("{image}@{digest}"));
@@ -286,9 +430,15 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
     drop(registry);
     let temp = tempfile::tempdir().unwrap();
     let fixed = format!("{image}@{digest}");
-    let running = server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{fixed}\", pinning: required}}\n"))).await.unwrap();
+    let running =
+        server::start(serve_args(temp.path(), &pki, &format!("tools: {{image: \"{fixed}\", pinning: required}}\n")))
+            .await
+            .unwrap();
     let admin = running.admin_addr;
-    eventually(10, "ready without a registry", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200) }).await;
+    eventually(10, "ready without a registry", || async move {
+        matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200)
+    })
+    .await;
     let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
     assert!(metrics.contains(&format!("digest=\"{digest}\"}} 1")), "{metrics}");
     assert!(!metrics.contains("resolution_failures_total{"), "no registry call was made: {metrics}");
@@ -300,10 +450,24 @@ async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
     common::install_crypto();
     let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
     let auth = RegistryAuth::Basic("robot".into(), "s3cret".into());
-    let digest = push_index(&pushing_client(None), &auth, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/s390x"], true, "a").await;
+    let digest = push_index(
+        &pushing_client(None),
+        &auth,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/s390x"],
+        true,
+        "a",
+    )
+    .await;
     let temp = tempfile::tempdir().unwrap();
     let docker_config = temp.path().join("config.json");
-    std::fs::write(&docker_config, format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "s3cret"}}}}}}"#, registry.host)).unwrap();
+    std::fs::write(
+        &docker_config,
+        format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "s3cret"}}}}}}"#, registry.host),
+    )
+    .unwrap();
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let run = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
@@ -332,7 +496,17 @@ async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for
     let tokens = common::token::TokenServer::start("robot", "s3cret").await;
     let registry = Registry::start(RegistryOptions { token: Some(&tokens), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
-    let digest = push_index(&pushing_client(None), &good, &registry.host, "dragonfly/tools", "v1", &["linux/amd64", "linux/arm64"], false, "bearer").await;
+    let digest = push_index(
+        &pushing_client(None),
+        &good,
+        &registry.host,
+        "dragonfly/tools",
+        "v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        "bearer",
+    )
+    .await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
         let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("robot:{password}"));

@@ -24,7 +24,8 @@ impl Server {
     /// Starts the binary on ephemeral ports and reads the addresses from its "serving" log line.
     fn start(dir: &Path, pki: &Pki, extra: &[&str]) -> Server {
         pki.leaf("server").write_pair(dir);
-        std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n").unwrap();
+        std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n")
+            .unwrap();
         let mut child = common::serve_command(dir).args(extra).spawn().unwrap();
         let (sender, lines) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -87,15 +88,18 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("binary ca");
     let mut server = Server::start(temp.path(), &pki, &["--shutdown-delay", "1s"]);
-    let warning = server.startup.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains("no cluster access")));
+    let warning =
+        server.startup.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains("no cluster access")));
     assert_eq!(warning.expect("said once at start-up")["level"], "WARN");
     let admin = server.admin;
     eventually(20, "ready", || ready(admin)).await;
 
     let mut connection = Connection::open(server.webhook, client_config(&pki.ca_pem)).await.unwrap();
     let mut pod = fixture("pod-from-replicaset.json");
-    pod["metadata"]["annotations"] = serde_json::json!({"dragonfly.io/inject-p2p": "true", "dragonfly.io/proxy-port": "x"});
-    let reply = connection.post("/mutate", serde_json::to_vec(&review_for(&pod, "web", "uid-42")).unwrap()).await.unwrap();
+    pod["metadata"]["annotations"] =
+        serde_json::json!({"dragonfly.io/inject-p2p": "true", "dragonfly.io/proxy-port": "x"});
+    let reply =
+        connection.post("/mutate", serde_json::to_vec(&review_for(&pod, "web", "uid-42")).unwrap()).await.unwrap();
     assert_eq!(reply.status, 200);
     let line = wait_for_line(&server.lines, |l| l["message"] == "admission reviewed");
     // The request's identity is recorded on its span once parsed; the event carries the rest.
@@ -111,8 +115,19 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
     assert!(line["duration_us"].is_u64());
 
     server.signal("TERM");
-    eventually(5, "unready after SIGTERM", || async move { matches!(get(admin, "/readyz").await, Ok(r) if r.status == 503) }).await;
-    assert_eq!(connection.post("/mutate", serde_json::to_vec(&review_for(&pod, "web", "during")).unwrap()).await.unwrap().status, 200, "still serving during the delay");
+    eventually(5, "unready after SIGTERM", || async move {
+        matches!(get(admin, "/readyz").await, Ok(r) if r.status == 503)
+    })
+    .await;
+    assert_eq!(
+        connection
+            .post("/mutate", serde_json::to_vec(&review_for(&pod, "web", "during")).unwrap())
+            .await
+            .unwrap()
+            .status,
+        200,
+        "still serving during the delay"
+    );
     let status = server.wait_exit(20);
     assert!(status.success(), "{status:?}");
     wait_for_line(&server.lines, |l| l["message"] == "shut down cleanly");
@@ -140,7 +155,14 @@ fn a_broken_config_file_stops_start_up_naming_file_line_and_key() {
     let config = temp.path().join("injector.yaml");
     std::fs::write(&config, "proxy:\n  port: 4001\n  hostFrom: podIP\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
-        .args(["serve", "--tls-cert-file", "/nonexistent/tls.crt", "--tls-key-file", "/nonexistent/tls.key", "--config"])
+        .args([
+            "serve",
+            "--tls-cert-file",
+            "/nonexistent/tls.crt",
+            "--tls-key-file",
+            "/nonexistent/tls.key",
+            "--config",
+        ])
         .arg(&config)
         .output()
         .unwrap();

@@ -99,11 +99,14 @@ async fn a_certificate_swap_is_picked_up_without_failing_a_request() {
     let stray = pki.leaf("stray");
     let reloads = |text: &str, result: &str| {
         text.lines()
-            .find(|l| l.starts_with(&format!("dragonfly_injector_tls_certificate_reloads_total{{result=\"{result}\"}}")))
+            .find(|l| {
+                l.starts_with(&format!("dragonfly_injector_tls_certificate_reloads_total{{result=\"{result}\"}}"))
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let mismatched = common::Leaf { cert_pem: stray.cert_pem.clone(), key_pem: first.key_pem.clone(), der: stray.der.clone() };
+    let mismatched =
+        common::Leaf { cert_pem: stray.cert_pem.clone(), key_pem: first.key_pem.clone(), der: stray.der.clone() };
     dir.swap(&mismatched);
     eventually(10, "the failed reload counted", || async move {
         let metrics = get(admin, "/metrics").await.unwrap();
@@ -127,14 +130,20 @@ async fn a_missing_certificate_keeps_the_server_unready_until_it_appears() {
     let reply = get(admin, "/readyz").await.unwrap();
     assert_eq!(reply.status, 503);
     assert!(String::from_utf8(reply.body).unwrap().contains("no serving certificate loaded"));
-    assert!(Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.is_err(), "no handshake without a certificate");
+    assert!(
+        Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.is_err(),
+        "no handshake without a certificate"
+    );
 
     pki.leaf("late").write_pair(temp.path());
     eventually(10, "ready once the certificate exists", || ready(admin)).await;
     let mut connection = Connection::open(running.webhook_addr, client_config(&pki.ca_pem)).await.unwrap();
     assert_eq!(connection.post("/mutate", review_body("late")).await.unwrap().status, 200);
     let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
-    let expiry = metrics.lines().find(|l| l.starts_with("dragonfly_injector_tls_certificate_expiry_timestamp_seconds ")).unwrap();
+    let expiry = metrics
+        .lines()
+        .find(|l| l.starts_with("dragonfly_injector_tls_certificate_expiry_timestamp_seconds "))
+        .unwrap();
     assert!(expiry.rsplit(' ').next().unwrap().parse::<i64>().unwrap() > 1_700_000_000, "{expiry}");
     running.shutdown().await;
 }

@@ -48,7 +48,9 @@ fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -73,13 +75,17 @@ fn we_read_manifests_as_kubectl_does() {
     for (text, theirs) in texts.iter().zip(kubectl_reads(&texts)) {
         let theirs = theirs.unwrap_or_else(|e| panic!("the oracle refused {text:?}: {e}"));
         let ours = parse_documents(text).unwrap_or_else(|e| panic!("we refused {text:?}: {e}"));
-        assert!(ours.len() == theirs.len() && ours.iter().zip(&theirs).all(|(a, b)| same(a, b)), "{text}\nours:   {ours:?}\ntheirs: {theirs:?}");
+        assert!(
+            ours.len() == theirs.len() && ours.iter().zip(&theirs).all(|(a, b)| same(a, b)),
+            "{text}\nours:   {ours:?}\ntheirs: {theirs:?}"
+        );
     }
 }
 
 #[test]
 fn what_kubectl_refuses_we_refuse() {
-    let texts: Vec<String> = ["a: .inf\n", "a: -.Inf\n", "a: .nan\n", "a: [1, 2\n", "a: *missing\n", "a: b: c\n"].map(String::from).to_vec();
+    let texts: Vec<String> =
+        ["a: .inf\n", "a: -.Inf\n", "a: .nan\n", "a: [1, 2\n", "a: *missing\n", "a: b: c\n"].map(String::from).to_vec();
     for (text, theirs) in texts.iter().zip(kubectl_reads(&texts)) {
         assert!(theirs.is_err(), "the oracle accepted {text:?}: {theirs:?}");
         assert!(parse_documents(text).is_err(), "we accepted {text:?}");
@@ -107,28 +113,42 @@ fn what_we_write_kubectl_reads_back_unchanged() {
         0..6,
     );
     let mut runner = TestRunner::deterministic();
-    let random: Vec<Value> =
-        (0..300).map(|_| Value::Object(strategy.new_tree(&mut runner).unwrap().current().into_iter().collect())).collect();
+    let random: Vec<Value> = (0..300)
+        .map(|_| Value::Object(strategy.new_tree(&mut runner).unwrap().current().into_iter().collect()))
+        .collect();
     let values: Vec<Value> = fixed.into_iter().chain(random).collect();
     let texts: Vec<String> = values.iter().map(to_yaml).collect();
     for ((value, text), theirs) in values.iter().zip(&texts).zip(kubectl_reads(&texts)) {
         let theirs = theirs.unwrap_or_else(|e| panic!("the oracle refused our YAML:\n{text}\n{e}"));
         let expected = vec![value.clone()];
-        assert!(theirs.len() == expected.len() && theirs.iter().zip(&expected).all(|(a, b)| same(a, b)), "value {value}\nwritten:\n{text}\nread back: {theirs:?}");
+        assert!(
+            theirs.len() == expected.len() && theirs.iter().zip(&expected).all(|(a, b)| same(a, b)),
+            "value {value}\nwritten:\n{text}\nread back: {theirs:?}"
+        );
         let ours = parse_documents(text).unwrap();
-        assert!(ours.len() == expected.len() && ours.iter().zip(&expected).all(|(a, b)| same(a, b)), "we read back {ours:?} from\n{text}");
+        assert!(
+            ours.len() == expected.len() && ours.iter().zip(&expected).all(|(a, b)| same(a, b)),
+            "we read back {ours:?} from\n{text}"
+        );
     }
 }
 
 #[test]
 fn injected_examples_read_the_same_through_kubectl() {
-    let example = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pod.yaml")).unwrap();
-    let output = common::output_with_stdin(Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]), example.as_bytes());
+    let example =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pod.yaml")).unwrap();
+    let output = common::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]),
+        example.as_bytes(),
+    );
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     let theirs = kubectl_reads(std::slice::from_ref(&text)).remove(0).unwrap();
     let ours = parse_documents(&text).unwrap();
     assert_eq!(theirs.len(), 3);
     assert!(ours.iter().zip(&theirs).all(|(a, b)| same(a, b)));
-    assert_eq!(theirs[1]["spec"]["template"]["metadata"]["annotations"]["enabled"], "yes", "a quoted \"yes\" stays a string");
+    assert_eq!(
+        theirs[1]["spec"]["template"]["metadata"]["annotations"]["enabled"], "yes",
+        "a quoted \"yes\" stays a string"
+    );
 }

@@ -159,7 +159,8 @@ pub fn review(
     };
     let body = serde_json::to_vec(&response).expect("response serialises");
     let unpinned = matches!(decision, Decided::Injected(_)) && tools_image.unpinned_warning.is_some();
-    let summary = Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false), unpinned };
+    let summary =
+        Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false), unpinned };
     Ok(Reviewed { body, summary })
 }
 
@@ -182,7 +183,8 @@ mod tests {
     }
 
     fn review_json(request: Value) -> Vec<u8> {
-        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})).unwrap()
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
+            .unwrap()
     }
 
     fn pod_request(pod: Value) -> Value {
@@ -198,9 +200,15 @@ mod tests {
         let cases: [(&[u8], &str); 6] = [
             (b"not json", "not_json"),
             (br#"{"kind": "Pod", "apiVersion": "v1"}"#, "not_admission_review"),
-            (br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#, "unsupported_version"),
+            (
+                br#"{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}"#,
+                "unsupported_version",
+            ),
             (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#, "missing_request"),
-            (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}"#, "missing_uid"),
+            (
+                br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}"#,
+                "missing_uid",
+            ),
             (br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}"#, "not_json"),
         ];
         for (body, label) in cases {
@@ -236,7 +244,8 @@ mod tests {
         assert_eq!(out["kind"], "AdmissionReview");
         assert_eq!(out["response"]["uid"], "u-1");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
-        let patch = base64::engine::general_purpose::STANDARD.decode(out["response"]["patch"].as_str().unwrap()).unwrap();
+        let patch =
+            base64::engine::general_purpose::STANDARD.decode(out["response"]["patch"].as_str().unwrap()).unwrap();
         let ops: Vec<Value> = serde_json::from_slice(&patch).unwrap();
         assert!(!ops.is_empty());
         assert_eq!(reviewed.summary.namespace, "apps");
@@ -254,7 +263,8 @@ mod tests {
         let lookup = |namespace: &str| (namespace == "apps").then(|| labels.clone());
         let reviewed = review(&review_json(pod_request(pod)), &settings(), &tag(), &lookup).unwrap();
         let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
-        let warnings: Vec<&str> = out["response"]["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+        let warnings: Vec<&str> =
+            out["response"]["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings.iter().all(|w| w.starts_with(WARNING_PREFIX)));
         assert!(warnings.iter().any(|w| w.contains("dragonfly.io/proxy-port")));

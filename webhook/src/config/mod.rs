@@ -6,8 +6,8 @@
 mod values;
 
 pub use values::{
-    parse_duration, parse_image_ref, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageParts, ImageRef, Platform,
-    Quantity,
+    parse_duration, parse_image_ref, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageParts,
+    ImageRef, Platform, Quantity,
 };
 
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,12 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { docker_config: None, ca_bundle: None, plain_http: Vec::new(), timeout: ConfigDuration(std::time::Duration::from_secs(10)) }
+        Self {
+            docker_config: None,
+            ca_bundle: None,
+            plain_http: Vec::new(),
+            timeout: ConfigDuration(std::time::Duration::from_secs(10)),
+        }
     }
 }
 
@@ -181,7 +186,9 @@ impl Default for ToolsConfig {
             image_pull_secrets: Vec::new(),
             pinning: Pinning::Preferred,
             refresh_interval: ConfigDuration(std::time::Duration::from_secs(300)),
-            architectures: ["linux/amd64", "linux/arm64"].map(|p| Platform::try_from(p.to_owned()).expect("valid")).to_vec(),
+            architectures: ["linux/amd64", "linux/arm64"]
+                .map(|p| Platform::try_from(p.to_owned()).expect("valid"))
+                .to_vec(),
             check_node_architectures: true,
         }
     }
@@ -219,7 +226,10 @@ impl Default for Resources {
             pairs
                 .iter()
                 .map(|(name, value)| {
-                    (ResourceName::try_from((*name).to_owned()).expect("valid"), Quantity::try_from((*value).to_owned()).expect("valid"))
+                    (
+                        ResourceName::try_from((*name).to_owned()).expect("valid"),
+                        Quantity::try_from((*value).to_owned()).expect("valid"),
+                    )
                 })
                 .collect()
         };
@@ -273,7 +283,8 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_yaml(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
     }
 
@@ -374,7 +385,10 @@ registry:
         assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(90));
         assert_eq!(config.tools.architectures[1].as_str(), "linux/arm/v7");
         assert!(!config.tools.check_node_architectures);
-        assert_eq!(config.registry.docker_config.as_ref().unwrap().as_str(), "/etc/dragonfly/registry/.dockerconfigjson");
+        assert_eq!(
+            config.registry.docker_config.as_ref().unwrap().as_str(),
+            "/etc/dragonfly/registry/.dockerconfigjson"
+        );
         assert_eq!(config.registry.plain_http, ["localhost:5000"]);
         assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(3));
     }
@@ -391,7 +405,11 @@ registry:
     fn bad_values_are_rejected_with_their_path_and_line() {
         let cases = [
             ("proxy:\n  port: 70000\n", "proxy.port", "70000 is not a port"),
-            ("tools:\n  resources:\n    requests:\n      cpu: lots\n", "tools.resources.requests.cpu", "not a Kubernetes quantity"),
+            (
+                "tools:\n  resources:\n    requests:\n      cpu: lots\n",
+                "tools.resources.requests.cpu",
+                "not a Kubernetes quantity",
+            ),
             ("tools:\n  mountPath: relative/dir\n", "tools.mountPath", "not an absolute path"),
             ("tools:\n  image: Not An Image\n", "tools.image", "not a valid image reference"),
             ("tools:\n  pullPolicy: Sometimes\n", "tools.pullPolicy", "unknown variant"),

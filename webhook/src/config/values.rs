@@ -120,7 +120,9 @@ validated_string!(
 pub fn check_platform(value: &str) -> Result<(), String> {
     let parts: Vec<&str> = value.split('/').collect();
     let ok = (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
     if ok {
         Ok(())
     } else {
@@ -149,9 +151,7 @@ pub fn check_absolute_path(value: &str) -> Result<(), String> {
 pub fn check_quantity(value: &str) -> Result<(), String> {
     let bad = || Err(format!("{value:?} is not a Kubernetes quantity (for example 10m, 64Mi, 0.5)"));
     let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
-    let number_len = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
+    let number_len = unsigned.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(unsigned.len());
     let (number, suffix) = unsigned.split_at(number_len);
     let mut parts = number.splitn(2, '.');
     let whole = parts.next().unwrap_or("");

@@ -59,7 +59,8 @@ pub fn inject_container(
     let base = format!("/spec/containers/{index}");
     let env_path = format!("{base}/env");
     let name = builder.get(&format!("{base}/name")).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let position = |builder: &PatchBuilder, wanted: &str| builder.array(&env_path).iter().position(|e| env_name(e) == wanted);
+    let position =
+        |builder: &PatchBuilder, wanted: &str| builder.array(&env_path).iter().position(|e| env_name(e) == wanted);
 
     // Our variables go first, the proxy right after the variable it references, so that both
     // Kubernetes' `$(VAR)` expansion (which only sees earlier entries) and the user's own
@@ -69,10 +70,7 @@ pub fn inject_container(
         match position(builder, env_name(entry)) {
             Some(existing) => {
                 if !same_env(&builder.array(&env_path)[existing], entry) {
-                    warnings.push(format!(
-                        "container {name} already sets {}; left as it is",
-                        env_name(entry)
-                    ));
+                    warnings.push(format!("container {name} already sets {}; left as it is", env_name(entry)));
                 }
                 after = after.max(existing + 1);
             }
@@ -84,20 +82,24 @@ pub fn inject_container(
     }
 
     let mounts_path = format!("{base}/volumeMounts");
-    let mounted = |builder: &mut PatchBuilder, plan: &MountPlan, warnings: &mut Vec<String>| -> Result<bool, PatchError> {
-        let clash = builder.array(&mounts_path).iter().find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&plan.mount_path));
-        match clash {
-            Some(existing) if existing.get("name").and_then(Value::as_str) == Some(&plan.volume) => Ok(true),
-            Some(_) => {
-                warnings.push(format!(
-                    "container {name} already mounts something at {}; that part is not injected into it",
-                    plan.mount_path
-                ));
-                Ok(false)
+    let mounted =
+        |builder: &mut PatchBuilder, plan: &MountPlan, warnings: &mut Vec<String>| -> Result<bool, PatchError> {
+            let clash = builder
+                .array(&mounts_path)
+                .iter()
+                .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&plan.mount_path));
+            match clash {
+                Some(existing) if existing.get("name").and_then(Value::as_str) == Some(&plan.volume) => Ok(true),
+                Some(_) => {
+                    warnings.push(format!(
+                        "container {name} already mounts something at {}; that part is not injected into it",
+                        plan.mount_path
+                    ));
+                    Ok(false)
+                }
+                None => builder.push(&mounts_path, plan.entry()).map(|()| true),
             }
-            None => builder.push(&mounts_path, plan.entry()).map(|()| true),
-        }
-    };
+        };
     if let Some(socket) = &plan.socket {
         mounted(builder, socket, warnings)?;
     }
@@ -168,28 +170,44 @@ mod tests {
         assert_eq!(names(&container), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
         assert_eq!(container["env"][3]["value"], format!("/dragonfly/bin:{DEFAULT_LINUX_PATH}"));
         assert_eq!(container["volumeMounts"][0]["mountPath"], "/var/run/dragonfly");
-        assert_eq!(container["volumeMounts"][1], json!({"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true}));
+        assert_eq!(
+            container["volumeMounts"][1],
+            json!({"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true})
+        );
     }
 
     #[test]
     fn user_variables_stay_after_ours_so_they_can_reference_them() {
-        let (container, _) = inject(json!({"name": "app", "env": [{"name": "HTTP_PROXY", "value": "$(DRAGONFLY_INJECT_PROXY)"}]}));
-        assert_eq!(names(&container), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY"]);
+        let (container, _) =
+            inject(json!({"name": "app", "env": [{"name": "HTTP_PROXY", "value": "$(DRAGONFLY_INJECT_PROXY)"}]}));
+        assert_eq!(
+            names(&container),
+            ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY"]
+        );
     }
 
     #[test]
     fn an_existing_node_name_is_reused_and_the_proxy_follows_it() {
         let user_node_name = json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}});
-        let (container, warnings) = inject(json!({"name": "app", "env": [{"name": "A", "value": "1"}, user_node_name]}));
+        let (container, warnings) =
+            inject(json!({"name": "app", "env": [{"name": "A", "value": "1"}, user_node_name]}));
         assert!(warnings.is_empty(), "same definition needs no warning: {warnings:?}");
-        assert_eq!(names(&container), ["A", "NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+        assert_eq!(
+            names(&container),
+            ["A", "NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]
+        );
     }
 
     #[test]
     fn a_users_own_value_is_left_alone_with_a_warning() {
-        let (container, warnings) = inject(json!({"name": "app", "env": [{"name": "DRAGONFLY_INJECT_PROXY", "value": "http://mine:1"}]}));
-        assert_eq!(container["env"].as_array().unwrap().iter().filter(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").count(), 1);
-        let proxy = container["env"].as_array().unwrap().iter().find(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").unwrap();
+        let (container, warnings) =
+            inject(json!({"name": "app", "env": [{"name": "DRAGONFLY_INJECT_PROXY", "value": "http://mine:1"}]}));
+        assert_eq!(
+            container["env"].as_array().unwrap().iter().filter(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").count(),
+            1
+        );
+        let proxy =
+            container["env"].as_array().unwrap().iter().find(|e| env_name(e) == "DRAGONFLY_INJECT_PROXY").unwrap();
         assert_eq!(proxy["value"], "http://mine:1");
         assert_eq!(warnings, ["container app already sets DRAGONFLY_INJECT_PROXY; left as it is"]);
     }
@@ -213,7 +231,8 @@ mod tests {
 
     #[test]
     fn a_clashing_mount_path_skips_that_part_only() {
-        let (container, warnings) = inject(json!({"name": "app", "volumeMounts": [{"name": "mine", "mountPath": "/dragonfly/bin"}]}));
+        let (container, warnings) =
+            inject(json!({"name": "app", "volumeMounts": [{"name": "mine", "mountPath": "/dragonfly/bin"}]}));
         assert!(warnings[0].contains("already mounts something at /dragonfly/bin"), "{warnings:?}");
         assert!(!names(&container).contains(&"PATH"), "no PATH entry for tools that are not mounted");
         assert_eq!(container["volumeMounts"].as_array().unwrap().len(), 2);

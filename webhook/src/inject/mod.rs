@@ -128,7 +128,11 @@ pub struct PodContext<'a> {
 pub enum Outcome {
     Skipped(SkipReason),
     /// `ops` is empty when everything was already in place.
-    Injected { ops: Vec<PatchOp>, patched: Value, status: Status },
+    Injected {
+        ops: Vec<PatchOp>,
+        patched: Value,
+        status: Status,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,7 +221,8 @@ fn build_patch(
     }
 
     let volume_names = names_at(&pod, &["/spec/volumes"]);
-    let all_container_names = names_at(&pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
+    let all_container_names =
+        names_at(&pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
     let (tools_volume, tools_volume_present) =
         status::choose_name(&volume_names, recorded.and_then(|s| s.tools_volume.as_deref()), TOOLS_VOLUME);
     let (socket_volume, socket_volume_present) =

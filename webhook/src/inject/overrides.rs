@@ -19,7 +19,12 @@ fn bad_value(key: &str, value: &Value, why: &str) -> String {
     format!("annotation {key}={value} {why}; using the default")
 }
 
-pub fn read_overrides(pod: &Value, container_names: &[&str], default_port: u16, warnings: &mut Vec<String>) -> Overrides {
+pub fn read_overrides(
+    pod: &Value,
+    container_names: &[&str],
+    default_port: u16,
+    warnings: &mut Vec<String>,
+) -> Overrides {
     let all: Vec<usize> = (0..container_names.len()).collect();
     let targets = match annotation(pod, keys::INJECT_CONTAINERS) {
         None => all,
@@ -99,7 +104,10 @@ mod tests {
     #[test]
     fn defaults_without_annotations() {
         let (overrides, warnings) = read(json!({}));
-        assert_eq!(overrides, Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false });
+        assert_eq!(
+            overrides,
+            Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false }
+        );
         assert!(warnings.is_empty());
     }
 
@@ -126,7 +134,10 @@ mod tests {
             "dragonfly.io/tools-image": "Bad Image",
             "dragonfly.io/skip-socket": "maybe",
         }));
-        assert_eq!(overrides, Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false });
+        assert_eq!(
+            overrides,
+            Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false }
+        );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
         for (warning, needle) in warnings.iter().zip([
             "dragonfly.io/inject-containers=\"app,missing\"",
@@ -141,7 +152,8 @@ mod tests {
 
     #[test]
     fn empty_container_lists_and_non_strings_are_refused() {
-        let (overrides, warnings) = read(json!({"dragonfly.io/inject-containers": " , ", "dragonfly.io/proxy-port": 4002}));
+        let (overrides, warnings) =
+            read(json!({"dragonfly.io/inject-containers": " , ", "dragonfly.io/proxy-port": 4002}));
         assert_eq!(overrides.targets, vec![0, 1, 2]);
         assert_eq!(overrides.proxy_port, 4001);
         assert_eq!(warnings.len(), 2);

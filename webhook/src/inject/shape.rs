@@ -16,7 +16,8 @@ pub fn check_pod_shape(pod: &Value) -> Result<(), String> {
         }
     }
     let spec = pod.get("spec").and_then(Value::as_object).ok_or("spec is missing or not an object")?;
-    let containers = spec.get("containers").and_then(Value::as_array).ok_or("spec.containers is missing or not a list")?;
+    let containers =
+        spec.get("containers").and_then(Value::as_array).ok_or("spec.containers is missing or not a list")?;
     if containers.is_empty() {
         return Err("spec.containers is empty".into());
     }
@@ -32,7 +33,9 @@ pub fn check_pod_shape(pod: &Value) -> Result<(), String> {
     for (index, volume) in optional_list(spec.get("volumes"), "spec.volumes")?.into_iter().flatten().enumerate() {
         named_object(volume).map_err(|why| format!("spec.volumes[{index}]: {why}"))?;
     }
-    for (index, secret) in optional_list(spec.get("imagePullSecrets"), "spec.imagePullSecrets")?.into_iter().flatten().enumerate() {
+    for (index, secret) in
+        optional_list(spec.get("imagePullSecrets"), "spec.imagePullSecrets")?.into_iter().flatten().enumerate()
+    {
         if !secret.is_object() {
             return Err(format!("spec.imagePullSecrets[{index}] is not an object"));
         }
@@ -61,7 +64,9 @@ fn check_container(container: &Value) -> Result<(), String> {
     for (index, env) in optional_list(container.get("env"), "env")?.into_iter().flatten().enumerate() {
         named_object(env).map_err(|why| format!("env[{index}] {why}"))?;
     }
-    for (index, mount) in optional_list(container.get("volumeMounts"), "volumeMounts")?.into_iter().flatten().enumerate() {
+    for (index, mount) in
+        optional_list(container.get("volumeMounts"), "volumeMounts")?.into_iter().flatten().enumerate()
+    {
         let has_path = mount.get("mountPath").is_some_and(Value::is_string);
         if named_object(mount).is_err() || !has_path {
             return Err(format!("volumeMounts[{index}] needs a name and a mountPath"));

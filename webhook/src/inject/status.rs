@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn recorded_names_are_reused_and_collisions_avoided() {
-        assert_eq!(choose_name(&["a", "dragonfly-tools"], Some("dragonfly-tools"), "dragonfly-tools"), ("dragonfly-tools".into(), true));
+        assert_eq!(
+            choose_name(&["a", "dragonfly-tools"], Some("dragonfly-tools"), "dragonfly-tools"),
+            ("dragonfly-tools".into(), true)
+        );
         assert_eq!(choose_name(&["dragonfly-tools"], None, "dragonfly-tools"), ("dragonfly-tools-2".into(), false));
         assert_eq!(
             choose_name(&["dragonfly-tools", "dragonfly-tools-2"], Some("gone"), "dragonfly-tools"),

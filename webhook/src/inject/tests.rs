@@ -92,12 +92,20 @@ fn an_annotated_pod_gets_every_part() {
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
-    assert_eq!(init["resources"], json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}));
-    let status: Status = serde_json::from_str(run.patched["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        init["resources"],
+        json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}})
+    );
+    let status: Status =
+        serde_json::from_str(run.patched["metadata"]["annotations"]["dragonfly.io/injected"].as_str().unwrap())
+            .unwrap();
     assert_eq!(status, run.status);
     assert_eq!(status.containers, ["app"]);
     assert_eq!(status.parts(), "proxy,socket,tools");
-    assert!(run.ops.iter().any(|op| matches!(op, PatchOp::Add { path, .. } if path == "/metadata/annotations/dragonfly.io~1injected")));
+    assert!(run
+        .ops
+        .iter()
+        .any(|op| matches!(op, PatchOp::Add { path, .. } if path == "/metadata/annotations/dragonfly.io~1injected")));
 }
 
 #[test]
@@ -106,7 +114,8 @@ fn the_tools_init_container_goes_before_the_users() {
         "initContainers": [{"name": "migrate", "image": "app"}],
         "containers": [{"name": "app"}],
     })));
-    let names: Vec<&str> = run.patched["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        run.patched["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["dragonfly-tools", "migrate"]);
 }
 
@@ -126,14 +135,27 @@ fn host_ip_mode_and_the_port_annotation_shape_the_proxy_url() {
     pod["metadata"]["annotations"]["dragonfly.io/proxy-port"] = json!("65001");
     let run = inject_in(&pod, &[], &settings);
     let app = &run.patched["spec"]["containers"][0];
-    assert_eq!(app["env"][0], json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}}));
+    assert_eq!(
+        app["env"][0],
+        json!({"name": "HOST_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}}})
+    );
     assert_eq!(app["env"][1], json!({"name": "P2P_PROXY", "value": "http://$(HOST_IP):65001"}));
 }
 
 #[test]
 fn a_socket_in_a_shared_directory_is_mounted_as_a_file_with_a_warning() {
-    let run = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[], &settings_from("socket: {path: /var/run/dfdaemon.sock}\n"));
-    let socket = run.patched["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "dragonfly-socket").unwrap().clone();
+    let run = inject_in(
+        &annotated(json!({"containers": [{"name": "app"}]})),
+        &[],
+        &settings_from("socket: {path: /var/run/dfdaemon.sock}\n"),
+    );
+    let socket = run.patched["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "dragonfly-socket")
+        .unwrap()
+        .clone();
     assert_eq!(socket["hostPath"], json!({"path": "/var/run/dfdaemon.sock", "type": "Socket"}));
     assert_eq!(run.patched["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/dfdaemon.sock");
     assert!(run.warnings.iter().any(|w| w.contains("mounted as a file")), "{:?}", run.warnings);
@@ -168,7 +190,11 @@ fn pod_security_baseline_or_restricted_drops_only_the_socket() {
         assert!(run.patched["spec"]["initContainers"][0].is_object(), "tools are still injected");
         assert!(run.warnings.iter().any(|w| w.contains(level) && w.contains("hostPath")), "{:?}", run.warnings);
     }
-    let privileged = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[("pod-security.kubernetes.io/enforce", "privileged")], &settings_from(""));
+    let privileged = inject_in(
+        &annotated(json!({"containers": [{"name": "app"}]})),
+        &[("pod-security.kubernetes.io/enforce", "privileged")],
+        &settings_from(""),
+    );
     assert!(privileged.patched.to_string().contains("hostPath"));
 }
 
@@ -208,9 +234,15 @@ fn reinvocation_injects_a_container_added_later_and_doubles_nothing() {
     let spec = &second.patched["spec"];
     assert_eq!(spec["initContainers"].as_array().unwrap().len(), 1);
     assert_eq!(spec["volumes"].as_array().unwrap().len(), 2);
-    assert_eq!(env_names(&spec["containers"][1]), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+    assert_eq!(
+        env_names(&spec["containers"][1]),
+        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]
+    );
     assert_eq!(second.status.containers, ["app", "added-later"]);
-    assert!(second.ops.iter().all(|op| !matches!(op, PatchOp::Add { path, .. } if path.starts_with("/spec/containers/0"))));
+    assert!(second
+        .ops
+        .iter()
+        .all(|op| !matches!(op, PatchOp::Add { path, .. } if path.starts_with("/spec/containers/0"))));
 }
 
 #[test]
@@ -227,7 +259,10 @@ fn fields_the_engine_does_not_model_survive_untouched() {
     // Every operation is a targeted addition: nothing the user wrote is replaced wholesale.
     for op in &run.ops {
         let PatchOp::Add { path, .. } = op else { panic!("unexpected {op:?}") };
-        assert!(!["/spec", "/spec/containers", "/spec/initContainers", "/spec/containers/0"].contains(&path.as_str()), "{path}");
+        assert!(
+            !["/spec", "/spec/containers", "/spec/initContainers", "/spec/containers/0"].contains(&path.as_str()),
+            "{path}"
+        );
     }
 }
 
@@ -248,7 +283,9 @@ fn the_tools_image_annotation_overrides_the_configured_image() {
 
 #[test]
 fn optional_parts_follow_the_config() {
-    let settings = settings_from("transferFromDfdaemon: false\ntools: {resources: {requests: {}, limits: {}}, pullPolicy: Always}\n");
+    let settings = settings_from(
+        "transferFromDfdaemon: false\ntools: {resources: {requests: {}, limits: {}}, pullPolicy: Always}\n",
+    );
     let run = inject_in(&annotated(json!({"containers": [{"name": "app"}]})), &[], &settings);
     assert!(!env_names(&run.patched["spec"]["containers"][0]).contains(&"DFGET_TRANSFER_FROM_DFDAEMON"));
     let init = &run.patched["spec"]["initContainers"][0];
@@ -271,12 +308,19 @@ fn excluded_namespaces_include_the_injectors_own() {
     for namespace in ["batch", "dragonfly-system"] {
         assert_eq!(run_with(&pod, namespace, &[], &settings).outcome, Outcome::Skipped(SkipReason::ExcludedNamespace));
     }
-    assert!(matches!(run_with(&pod, "kube-system", &[], &settings).outcome, Outcome::Injected { .. }), "the list replaces the default");
+    assert!(
+        matches!(run_with(&pod, "kube-system", &[], &settings).outcome, Outcome::Injected { .. }),
+        "the list replaces the default"
+    );
 }
 
 #[test]
 fn overlapping_tools_and_socket_directories_are_a_config_error() {
-    for yaml in ["tools: {mountPath: /var/run/dragonfly}\n", "tools: {mountPath: /var/run/dragonfly/bin}\n", "tools: {mountPath: /var}\nsocket: {path: /var/lib/df/d.sock}\n"] {
+    for yaml in [
+        "tools: {mountPath: /var/run/dragonfly}\n",
+        "tools: {mountPath: /var/run/dragonfly/bin}\n",
+        "tools: {mountPath: /var}\nsocket: {path: /var/lib/df/d.sock}\n",
+    ] {
         let error = Settings::new(&Config::from_yaml(yaml).unwrap(), None).unwrap_err();
         assert!(error.contains("overlaps"), "{yaml}: {error}");
     }

@@ -17,7 +17,9 @@ use std::io::{Read as _, Write as _};
 fn template_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some(""),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "ReplicationController" => Some("/spec/template"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "ReplicationController" => {
+            Some("/spec/template")
+        }
         "CronJob" => Some("/spec/jobTemplate/spec/template"),
         "PodTemplate" => Some("/template"),
         _ => None,
@@ -84,7 +86,8 @@ pub fn parse_documents(input: &str) -> anyhow::Result<(Format, Vec<Value>)> {
         Format::Json => {
             let mut documents = Vec::new();
             for document in serde_json::Deserializer::from_str(input).into_iter::<Value>() {
-                documents.push(document.with_context(|| format!("document {} is not valid JSON", documents.len() + 1))?);
+                documents
+                    .push(document.with_context(|| format!("document {} is not valid JSON", documents.len() + 1))?);
             }
             documents
         }

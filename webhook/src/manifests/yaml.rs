@@ -130,7 +130,9 @@ fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>, mark: &Marker) -
                 _ => Err(bad()),
             },
             "float" => match resolve_plain(&text) {
-                Value::Number(n) => Ok(Number::from_f64(n.as_f64().unwrap_or_default()).map_or(Value::Null, Value::Number)),
+                Value::Number(n) => {
+                    Ok(Number::from_f64(n.as_f64().unwrap_or_default()).map_or(Value::Null, Value::Number))
+                }
                 _ => Err(bad()),
             },
             "bool" => match resolve_plain(&text) {
@@ -146,7 +148,10 @@ fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>, mark: &Marker) -
         return Ok(Value::String(text));
     }
     if is_special_float(&text) {
-        return Err(YamlError::at(format!("{text} is infinity or NaN, which JSON and the API server cannot hold"), mark));
+        return Err(YamlError::at(
+            format!("{text} is infinity or NaN, which JSON and the API server cannot hold"),
+            mark,
+        ));
     }
     Ok(resolve_plain(&text))
 }
@@ -162,7 +167,9 @@ pub fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => return Value::Bool(true),
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => return Value::Bool(false),
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false)
+        }
         _ => {}
     }
     let first = text.as_bytes()[0];
@@ -391,16 +398,14 @@ mod tests {
 
     #[test]
     fn quoting_tags_anchors_and_merge_keys() {
-        let value = one(
-            "base: &base {a: 1, b: two}\n\
+        let value = one("base: &base {a: 1, b: two}\n\
              quoted: '0755'\n\
              double: \"yes\"\n\
              tagged: !!str 12\n\
              int: !!int \"7\"\n\
              merged:\n  <<: *base\n  b: mine\n\
              alias: *base\n\
-             on: x\n",
-        );
+             on: x\n");
         assert_eq!(value["quoted"], "0755");
         assert_eq!(value["double"], "yes");
         assert_eq!(value["tagged"], "12");
@@ -428,11 +433,41 @@ mod tests {
 
     #[test]
     fn strings_that_could_read_as_something_else_are_quoted() {
-        for text in ["yes", "NO", "on", "0755", "1e3", "12", "2001-12-14", "01:30", "-x", "a: b", "x #y", "", " lead", "trail ", "~", "null", ".inf", "*ref", "!tag", "@x", "%x", "\t"] {
+        for text in [
+            "yes",
+            "NO",
+            "on",
+            "0755",
+            "1e3",
+            "12",
+            "2001-12-14",
+            "01:30",
+            "-x",
+            "a: b",
+            "x #y",
+            "",
+            " lead",
+            "trail ",
+            "~",
+            "null",
+            ".inf",
+            "*ref",
+            "!tag",
+            "@x",
+            "%x",
+            "\t",
+        ] {
             let written = string_scalar(text);
             assert!(written.starts_with('"'), "{text:?} written as {written}");
         }
-        for text in ["nginx", "app.kubernetes.io/name", "http://$(NODE_NAME):4001", "/dragonfly/bin:/usr/bin", "IfNotPresent", "sh"] {
+        for text in [
+            "nginx",
+            "app.kubernetes.io/name",
+            "http://$(NODE_NAME):4001",
+            "/dragonfly/bin:/usr/bin",
+            "IfNotPresent",
+            "sh",
+        ] {
             assert_eq!(string_scalar(text), text);
         }
     }

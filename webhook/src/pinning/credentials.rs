@@ -36,7 +36,8 @@ fn normalise(registry: &str) -> String {
 
 impl DockerConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read Docker config {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read Docker config {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("invalid Docker config {}: {e}", path.display()))
     }
 

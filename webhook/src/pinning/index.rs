@@ -45,8 +45,8 @@ pub enum ManifestKind {
 
 pub fn read_manifest(bytes: &[u8]) -> Result<ManifestKind, String> {
     let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
-    let is_index = manifest.manifests.is_some()
-        || manifest.media_type.as_deref().is_some_and(|t| INDEX_MEDIA_TYPES.contains(&t));
+    let is_index =
+        manifest.manifests.is_some() || manifest.media_type.as_deref().is_some_and(|t| INDEX_MEDIA_TYPES.contains(&t));
     if !is_index {
         return match manifest.config {
             Some(_) => Ok(ManifestKind::Image),
@@ -56,7 +56,8 @@ pub fn read_manifest(bytes: &[u8]) -> Result<ManifestKind, String> {
     let mut platforms = BTreeSet::new();
     let mut nested = Vec::new();
     for entry in manifest.manifests.unwrap_or_default() {
-        let attestation = entry.annotations.get("vnd.docker.reference.type").is_some_and(|t| t == "attestation-manifest");
+        let attestation =
+            entry.annotations.get("vnd.docker.reference.type").is_some_and(|t| t == "attestation-manifest");
         if entry.media_type.as_deref().is_some_and(|t| INDEX_MEDIA_TYPES.contains(&t)) {
             nested.push(entry.digest);
             continue;
@@ -79,7 +80,9 @@ pub fn read_manifest(bytes: &[u8]) -> Result<ManifestKind, String> {
 pub fn missing(required: &[String], available: &BTreeSet<String>) -> Vec<String> {
     required
         .iter()
-        .filter(|wanted| !available.contains(*wanted) && !(wanted.as_str() == "linux/arm64" && available.contains("linux/arm64/v8")))
+        .filter(|wanted| {
+            !available.contains(*wanted) && !(wanted.as_str() == "linux/arm64" && available.contains("linux/arm64/v8"))
+        })
         .cloned()
         .collect()
 }
@@ -130,7 +133,8 @@ mod tests {
     #[test]
     fn node_platforms_are_served_by_any_variant() {
         let available: BTreeSet<String> = ["linux/amd64", "linux/arm/v7", "linux/arm64/v8"].map(String::from).into();
-        let nodes: BTreeSet<String> = ["linux/amd64", "linux/arm", "linux/arm64", "linux/s390x", "windows/amd64"].map(String::from).into();
+        let nodes: BTreeSet<String> =
+            ["linux/amd64", "linux/arm", "linux/arm64", "linux/s390x", "windows/amd64"].map(String::from).into();
         assert_eq!(missing_for_nodes(&nodes, &available), ["linux/s390x"]);
     }
 

@@ -140,8 +140,12 @@ impl Pinner {
     fn record_failure(&self, error: &ResolveError, last: Option<&Resolved>) {
         self.metrics.count_resolution_failure(error.label());
         match last {
-            Some(last) => tracing::warn!(image = %self.image, reason = error.label(), %error, serving = %last.pinned, "cannot resolve the tools image; keeping the last good digest"),
-            None => tracing::error!(image = %self.image, reason = error.label(), %error, "cannot resolve the tools image"),
+            Some(last) => {
+                tracing::warn!(image = %self.image, reason = error.label(), %error, serving = %last.pinned, "cannot resolve the tools image; keeping the last good digest")
+            }
+            None => {
+                tracing::error!(image = %self.image, reason = error.label(), %error, "cannot resolve the tools image")
+            }
         }
     }
 }

@@ -85,7 +85,9 @@ fn classify(error: OciDistributionError) -> ResolveError {
         },
         OciDistributionError::RegistryError { envelope, .. } => match envelope.errors.first().map(|e| &e.code) {
             Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => ResolveError::Unauthorized(text),
-            Some(OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound) => ResolveError::NotFound(text),
+            Some(OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound) => {
+                ResolveError::NotFound(text)
+            }
             Some(OciErrorCode::Toomanyrequests) => ResolveError::RateLimited(text),
             _ => ResolveError::Registry(text),
         },
@@ -151,7 +153,11 @@ impl Resolver {
             roots.push(Certificate { encoding: CertificateEncoding::Pem, data: pem });
         }
         let client = Client::new(ClientConfig {
-            protocol: if plain_http.is_empty() { ClientProtocol::Https } else { ClientProtocol::HttpsExcept(plain_http.clone()) },
+            protocol: if plain_http.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(plain_http.clone())
+            },
             extra_root_certificates: roots,
             connect_timeout: Some(timeout.0),
             read_timeout: Some(timeout.0),
@@ -196,7 +202,9 @@ impl Resolver {
                 ManifestKind::Index { platforms: found, nested } => {
                     platforms.extend(found);
                     if depth + 1 >= MAX_INDEX_DEPTH && !nested.is_empty() {
-                        return Err(ResolveError::InvalidManifest(format!("indexes nested deeper than {MAX_INDEX_DEPTH}")));
+                        return Err(ResolveError::InvalidManifest(format!(
+                            "indexes nested deeper than {MAX_INDEX_DEPTH}"
+                        )));
                     }
                     pending.extend(nested.into_iter().map(|d| (d, depth + 1)));
                 }

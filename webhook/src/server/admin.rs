@@ -28,8 +28,5 @@ async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
 async fn metrics(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
     // Derived at scrape time, the only time anyone reads it.
     state.metrics.ready.set(i64::from(state.not_ready().is_empty()));
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

@@ -42,7 +42,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
     let config = Config::load(&config_path)?;
     let own_namespace = cluster.namespace.clone().or_else(|| {
-        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok().map(|ns| ns.trim().to_owned()).filter(|ns| !ns.is_empty())
+        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+            .ok()
+            .map(|ns| ns.trim().to_owned())
+            .filter(|ns| !ns.is_empty())
     });
     let settings = Settings::new(&config, own_namespace.as_deref())
         .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", config_path.display()))?;
@@ -76,7 +79,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         Some(tokio::spawn(pinner.run()))
     } else {
         // A digest given in the config is exported as it is; `pinning: off` has none.
-        let digest = crate::config::parse_image_ref(config.tools.image.as_str()).ok().and_then(|p| p.digest).unwrap_or_default();
+        let digest =
+            crate::config::parse_image_ref(config.tools.image.as_str()).ok().and_then(|p| p.digest).unwrap_or_default();
         metrics.set_tools_image(config.tools.image.as_str(), digest);
         None
     };
@@ -88,11 +92,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         certificate: certificate.clone(),
         readiness: Readiness::default(),
     });
-    let tls_config = Arc::new(tls::server_config(certificate.clone(), provider.clone()).context("building the TLS configuration")?);
+    let tls_config =
+        Arc::new(tls::server_config(certificate.clone(), provider.clone()).context("building the TLS configuration")?);
     let webhook_listener =
         TcpListener::bind(listen.listen).await.with_context(|| format!("cannot listen on {}", listen.listen))?;
-    let admin_listener =
-        TcpListener::bind(listen.admin_listen).await.with_context(|| format!("cannot listen on {}", listen.admin_listen))?;
+    let admin_listener = TcpListener::bind(listen.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", listen.admin_listen))?;
     let (webhook_addr, admin_addr) = (webhook_listener.local_addr()?, admin_listener.local_addr()?);
 
     let reloader = CertReloader {
@@ -129,14 +135,27 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         version = env!("CARGO_PKG_VERSION"),
         "serving"
     );
-    Ok(Running { webhook_addr, admin_addr, state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, pin_task })
+    Ok(Running {
+        webhook_addr,
+        admin_addr,
+        state,
+        shutdown,
+        stop_webhook,
+        stop_admin,
+        webhook_task,
+        admin_task,
+        reload_task,
+        pin_task,
+    })
 }
 
 impl Running {
     /// Unready first; after the shutdown delay stop accepting and drain the webhook's
     /// connections; the admin port (probes) goes last.
     pub async fn shutdown(self) {
-        let Running { state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, pin_task, .. } = self;
+        let Running {
+            state, shutdown, stop_webhook, stop_admin, webhook_task, admin_task, reload_task, pin_task, ..
+        } = self;
         state.readiness.start_shutdown();
         tracing::info!(delay = ?shutdown.shutdown_delay, "shutting down: reporting unready, still serving");
         tokio::time::sleep(shutdown.shutdown_delay).await;

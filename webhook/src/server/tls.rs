@@ -39,7 +39,8 @@ pub struct LoadedCert {
 pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
     let cert_error = |reason: String| TlsError::Certificate { path: cert_path.to_owned(), reason };
     let cert_pem = std::fs::read(cert_path).map_err(|e| cert_error(e.to_string()))?;
-    let key_pem = std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
+    let key_pem =
+        std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_error(format!("not PEM: {e}")))?;
@@ -48,8 +49,11 @@ pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -
     let not_after = parsed.validity().not_after.timestamp();
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: format!("no private key in PEM: {e}") })?;
-    let certified = CertifiedKey::from_der(chain, key, provider)
-        .map_err(|source| TlsError::Pair { cert: cert_path.to_owned(), key: key_path.to_owned(), source })?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })?;
     Ok(LoadedCert { key: Arc::new(certified), not_after, fingerprint: (cert_pem, key_pem) })
 }
 
@@ -71,7 +75,10 @@ impl CertResolver {
     }
 }
 
-pub fn server_config(resolver: Arc<CertResolver>, provider: Arc<CryptoProvider>) -> Result<rustls::ServerConfig, rustls::Error> {
+pub fn server_config(
+    resolver: Arc<CertResolver>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

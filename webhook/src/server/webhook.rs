@@ -1,6 +1,7 @@
 //! The webhook's HTTPS router: `POST /mutate`.
 
 use crate::admission::{self, Decided};
+use crate::metrics::Metrics;
 use crate::server::state::WebhookState;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -10,7 +11,6 @@ use axum::routing::post;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Instant;
-use crate::metrics::Metrics;
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tracing::field::Empty;
 
@@ -36,7 +36,10 @@ pub struct PanicResponder {
 impl ResponseForPanic for PanicResponder {
     type ResponseBody = axum::body::Body;
 
-    fn response_for_panic(&mut self, panic: Box<dyn std::any::Any + Send + 'static>) -> http::Response<Self::ResponseBody> {
+    fn response_for_panic(
+        &mut self,
+        panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> http::Response<Self::ResponseBody> {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

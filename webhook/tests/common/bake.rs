@@ -41,7 +41,19 @@ impl Buildx {
         };
         command.current_dir(repo_root()).env("DOCKER_CONFIG", self.config.path());
         // Only what a test sets reaches the bake file.
-        for variable in ["REGISTRY", "TAG", "DFGET_VERSION", "WEBHOOK_PLATFORMS", "TOOLS_PLATFORMS", "DIST", "CA_CERTIFICATES", "SOURCE_DATE_EPOCH", "REVISION", "SOURCE", "PROVENANCE"] {
+        for variable in [
+            "REGISTRY",
+            "TAG",
+            "DFGET_VERSION",
+            "WEBHOOK_PLATFORMS",
+            "TOOLS_PLATFORMS",
+            "DIST",
+            "CA_CERTIFICATES",
+            "SOURCE_DATE_EPOCH",
+            "REVISION",
+            "SOURCE",
+            "PROVENANCE",
+        ] {
             command.env_remove(variable);
         }
         command
@@ -101,7 +113,12 @@ impl Buildkitd {
             assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
             std::thread::sleep(Duration::from_millis(100));
         }
-        succeed(buildx.command().args(["create", "--name", name, "--driver", "remote"]).arg(format!("unix://{}", socket.display())));
+        succeed(
+            buildx
+                .command()
+                .args(["create", "--name", name, "--driver", "remote"])
+                .arg(format!("unix://{}", socket.display())),
+        );
         daemon
     }
 
@@ -119,10 +136,19 @@ impl Drop for Buildkitd {
 
 /// Runs the bake file's `targets` with `--push` and returns the digest of each target's index,
 /// from buildx's metadata file.
-pub fn bake(buildx: &Buildx, daemon: &Buildkitd, targets: &[&str], vars: &[(&str, &str)], readable: &[&Path]) -> BTreeMap<String, String> {
+pub fn bake(
+    buildx: &Buildx,
+    daemon: &Buildkitd,
+    targets: &[&str],
+    vars: &[(&str, &str)],
+    readable: &[&Path],
+) -> BTreeMap<String, String> {
     let metadata = daemon.dir.path().join(format!("metadata-{}.json", std::process::id()));
     let mut command = buildx.command();
-    command.args(["bake", "--push", "--progress", "plain", "--builder", &daemon.name]).arg("--metadata-file").arg(&metadata);
+    command
+        .args(["bake", "--push", "--progress", "plain", "--builder", &daemon.name])
+        .arg("--metadata-file")
+        .arg(&metadata);
     command.args(targets);
     for path in readable {
         command.arg(format!("--allow=fs.read={}", path.display()));
@@ -134,7 +160,9 @@ pub fn bake(buildx: &Buildx, daemon: &Buildkitd, targets: &[&str], vars: &[(&str
     targets
         .iter()
         .map(|target| {
-            let digest = metadata[target]["containerimage.digest"].as_str().unwrap_or_else(|| panic!("no digest for {target}: {metadata}"));
+            let digest = metadata[target]["containerimage.digest"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no digest for {target}: {metadata}"));
             (target.to_string(), digest.to_owned())
         })
         .collect()
@@ -144,7 +172,11 @@ pub const ALL_PLATFORMS: [&str; 5] = ["linux/amd64", "linux/arm64", "linux/arm/v
 
 /// The dist's platforms that have all of `files`.
 pub fn dist_platforms_with(dist: &Path, files: &[&str]) -> Vec<String> {
-    ALL_PLATFORMS.iter().filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file())).map(|p| p.to_string()).collect()
+    ALL_PLATFORMS
+        .iter()
+        .filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file()))
+        .map(|p| p.to_string())
+        .collect()
 }
 
 pub const TOOLS_FILES: [&str; 3] = ["dfget-copier", "tools/dfget", "tools/SHA256SUMS"];
@@ -163,7 +195,12 @@ pub fn publish_tools(registry: &str, tag: &str) -> Option<(String, String)> {
     let prefix = format!("{registry}/dragonflyoss");
     let dist_text = dist.display().to_string();
     let platform_list = platforms.join(",");
-    let vars = [("REGISTRY", prefix.as_str()), ("TAG", tag), ("DIST", dist_text.as_str()), ("TOOLS_PLATFORMS", platform_list.as_str())];
+    let vars = [
+        ("REGISTRY", prefix.as_str()),
+        ("TAG", tag),
+        ("DIST", dist_text.as_str()),
+        ("TOOLS_PLATFORMS", platform_list.as_str()),
+    ];
     let digests = bake(&buildx, &daemon, &["tools"], &vars, &[&dist]);
     Some((format!("{prefix}/dragonfly-injector-tools"), digests["tools"].clone()))
 }

@@ -42,7 +42,12 @@ impl ControlPlane {
     /// A cluster someone else runs (kind, in the workflow for people with Docker), driven with
     /// the kubectl on PATH.
     pub fn external(kubeconfig: PathBuf) -> ControlPlane {
-        ControlPlane { dir: tempfile::tempdir().unwrap(), kubeconfig, kubectl: PathBuf::from("kubectl"), children: Vec::new() }
+        ControlPlane {
+            dir: tempfile::tempdir().unwrap(),
+            kubeconfig,
+            kubectl: PathBuf::from("kubectl"),
+            children: Vec::new(),
+        }
     }
 
     pub fn start(binaries: &Path) -> ControlPlane {
@@ -159,9 +164,15 @@ impl ControlPlane {
             if check(self) {
                 return;
             }
-            let dead = self.children.iter_mut().find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (name.clone(), s)));
+            let dead = self
+                .children
+                .iter_mut()
+                .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (name.clone(), s)));
             if let Some((name, status)) = dead {
-                panic!("{name} exited ({status}) while waiting for {what}:\n{}", self.log(&name).lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+                panic!(
+                    "{name} exited ({status}) while waiting for {what}:\n{}",
+                    self.log(&name).lines().rev().take(30).collect::<Vec<_>>().join("\n")
+                );
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(100));
@@ -170,11 +181,18 @@ impl ControlPlane {
 
     /// Runs kubectl against this control plane.
     pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.kubectl).arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args).output().expect("kubectl runs")
+        Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .expect("kubectl runs")
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        super::output_with_stdin(Command::new(&self.kubectl).arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args), stdin.as_bytes())
+        super::output_with_stdin(
+            Command::new(&self.kubectl).arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args),
+            stdin.as_bytes(),
+        )
     }
 }
 

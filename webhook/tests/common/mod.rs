@@ -165,7 +165,9 @@ pub fn succeed(command: &mut std::process::Command) -> std::process::Output {
 /// `control-plane.sh`, `buildkit.sh`) and returns the path it prints. Its progress goes to the
 /// test's standard error, so a first, minutes-long build is visible.
 pub fn cached_tool(script: &str) -> PathBuf {
-    let output = succeed(std::process::Command::new(repo_root().join("scripts").join(script)).stderr(std::process::Stdio::inherit()));
+    let output = succeed(
+        std::process::Command::new(repo_root().join("scripts").join(script)).stderr(std::process::Stdio::inherit()),
+    );
     PathBuf::from(text(&output.stdout).trim())
 }
 
@@ -214,7 +216,8 @@ pub struct Connection {
 impl Connection {
     pub async fn open(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> std::io::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
-        let stream = tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+        let stream =
+            tokio_rustls::TlsConnector::from(tls).connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
         let server_cert = stream.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned();
         let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -240,8 +243,9 @@ impl Connection {
 /// Plain HTTP GET for the admin port.
 pub async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.map_err(std::io::Error::other)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(std::io::Error::other)?;
     tokio::spawn(connection);
     let request = hyper::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
     let response = sender.send_request(request).await.map_err(std::io::Error::other)?;

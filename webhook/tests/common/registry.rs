@@ -49,7 +49,10 @@ impl Registry {
         if let Some((user, password)) = options.user {
             let hash = bcrypt::hash(password, 5).unwrap();
             std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!("auth:\n  htpasswd: {{realm: test, path: {}}}\n", dir.path().join("htpasswd").display()));
+            config.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: test, path: {}}}\n",
+                dir.path().join("htpasswd").display()
+            ));
         }
         if let Some(token) = options.token {
             std::fs::write(dir.path().join("token.pem"), &token.cert_pem).unwrap();
@@ -101,7 +104,10 @@ impl Drop for Registry {
 pub fn pushing_client(ca_pem: Option<&str>) -> Client {
     let (protocol, extra_root_certificates) = match ca_pem {
         None => (ClientProtocol::Http, Vec::new()),
-        Some(pem) => (ClientProtocol::Https, vec![Certificate { encoding: CertificateEncoding::Pem, data: pem.as_bytes().to_vec() }]),
+        Some(pem) => (
+            ClientProtocol::Https,
+            vec![Certificate { encoding: CertificateEncoding::Pem, data: pem.as_bytes().to_vec() }],
+        ),
     };
     Client::new(ClientConfig { protocol, extra_root_certificates, ..ClientConfig::default() })
 }
@@ -142,7 +148,11 @@ pub async fn push_index(
         let digest = sha256(&manifest);
         let by_digest = tagged.clone_with_digest(digest.clone());
         client
-            .push_manifest_raw(&by_digest, manifest.clone(), http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"))
+            .push_manifest_raw(
+                &by_digest,
+                manifest.clone(),
+                http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json"),
+            )
             .await
             .unwrap();
         (digest, manifest.len())
@@ -165,7 +175,17 @@ pub async fn push_index(
             "platform": {"os": "unknown", "architecture": "unknown"},
             "annotations": {"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": subject}}));
     }
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries})).unwrap();
-    client.push_manifest_raw(&tagged, index.clone(), http::HeaderValue::from_static("application/vnd.oci.image.index.v1+json")).await.unwrap();
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}),
+    )
+    .unwrap();
+    client
+        .push_manifest_raw(
+            &tagged,
+            index.clone(),
+            http::HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+        )
+        .await
+        .unwrap();
     sha256(&index)
 }

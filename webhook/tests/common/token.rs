@@ -76,7 +76,11 @@ impl Signer {
         let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [base64::engine::general_purpose::STANDARD.encode(&self.cert_der)]});
         let claims = json!({"iss": ISSUER, "sub": self.user, "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
             "jti": format!("{now}-{}", scopes.len()), "access": access});
-        let input = format!("{}.{}", b64url(&serde_json::to_vec(&header).unwrap()), b64url(&serde_json::to_vec(&claims).unwrap()));
+        let input = format!(
+            "{}.{}",
+            b64url(&serde_json::to_vec(&header).unwrap()),
+            b64url(&serde_json::to_vec(&claims).unwrap())
+        );
         let signature = self.key.sign(&ring::rand::SystemRandom::new(), input.as_bytes()).unwrap();
         format!("{input}.{}", b64url(signature.as_ref()))
     }
@@ -99,7 +103,12 @@ impl TokenServer {
             &ring::rand::SystemRandom::new(),
         )
         .unwrap();
-        let signer = Arc::new(Signer { key, cert_der: cert.der().to_vec(), user: user.to_owned(), password: password.to_owned() });
+        let signer = Arc::new(Signer {
+            key,
+            cert_der: cert.der().to_vec(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
         let app = axum::Router::new().route(
@@ -118,8 +127,11 @@ impl TokenServer {
                         .map(percent_decode)
                         .collect();
                     let token = signer.token(&scopes);
-                    let body: HashMap<&str, serde_json::Value> =
-                        HashMap::from([("token", json!(token)), ("access_token", json!(token)), ("expires_in", json!(300))]);
+                    let body: HashMap<&str, serde_json::Value> = HashMap::from([
+                        ("token", json!(token)),
+                        ("access_token", json!(token)),
+                        ("expires_in", json!(300)),
+                    ]);
                     axum::Json(body).into_response()
                 }
             }),
@@ -130,4 +142,3 @@ impl TokenServer {
         TokenServer { realm, cert_pem: cert.pem(), task }
     }
 }
-
