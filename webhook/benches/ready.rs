@@ -5,7 +5,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::registry::{push_index, pushing_client, Registry, RegistryOptions};
+use common::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use common::Pki;
 use oci_client::secrets::RegistryAuth;
 use std::io::{BufRead, BufReader};
@@ -70,11 +70,13 @@ fn main() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        true,
-        "bench",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: true,
+            salt: "bench",
+        },
     ));
     let dir = tempfile::tempdir().unwrap();
     Pki::new("bench ca").leaf("webhook").write_pair(dir.path());

@@ -7,7 +7,7 @@
 mod common;
 
 use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane};
-use common::registry::{free_port, push_index, pushing_client, Registry, RegistryOptions};
+use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use common::{succeed, KubeletDir, Leaf, Pki};
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
@@ -73,11 +73,13 @@ impl Env {
                     &pushing_client(None),
                     &RegistryAuth::Anonymous,
                     &registry.host,
-                    "dragonfly/tools",
-                    "v1",
-                    &["linux/amd64", "linux/arm64"],
-                    true,
-                    "e2e",
+                    IndexSpec {
+                        repository: "dragonfly/tools",
+                        tag: "v1",
+                        platforms: &["linux/amd64", "linux/arm64"],
+                        attestation: true,
+                        salt: "e2e",
+                    },
                 ));
                 (repository, digest)
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::registry::{free_port, push_index, pushing_client, Registry, RegistryOptions};
+use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use common::{client_config, eventually, fixture, get, review_for, Connection, Pki};
 use dragonfly_injector::cli::{ClusterArgs, ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use dragonfly_injector::config::Config;
@@ -64,11 +64,13 @@ async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms()
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
-        true,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+            attestation: true,
+            salt: "a",
+        },
     )
     .await;
     let resolved =
@@ -92,11 +94,13 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "first",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "first",
+        },
     )
     .await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
@@ -111,11 +115,13 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "second",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "second",
+        },
     )
     .await;
     assert_ne!(first, second);
@@ -143,11 +149,13 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "third",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "third",
+        },
     )
     .await;
     eventually(10, "the loop follows the moved tag", || {
@@ -168,11 +176,13 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "a",
+        },
     )
     .await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
@@ -201,11 +211,13 @@ async fn an_index_missing_a_configured_platform_is_reported() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "amd64-only",
-        &["linux/amd64"],
-        true,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "amd64-only",
+            platforms: &["linux/amd64"],
+            attestation: true,
+            salt: "a",
+        },
     )
     .await;
     let (pinner, _, metrics) = pinner(plain_resolver(&registry.host), &image);
@@ -224,11 +236,13 @@ async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
         &pushing_client(None),
         &good,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "a",
+        },
     )
     .await;
     let temp = tempfile::tempdir().unwrap();
@@ -266,11 +280,13 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
         &pushing_client(Some(&pki.ca_pem)),
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "a",
+        },
     )
     .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
@@ -393,11 +409,13 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        true,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: true,
+            salt: "a",
+        },
     )
     .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
@@ -454,11 +472,13 @@ async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
         &pushing_client(None),
         &auth,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/s390x"],
-        true,
-        "a",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/s390x"],
+            attestation: true,
+            salt: "a",
+        },
     )
     .await;
     let temp = tempfile::tempdir().unwrap();
@@ -500,11 +520,13 @@ async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for
         &pushing_client(None),
         &good,
         &registry.host,
-        "dragonfly/tools",
-        "v1",
-        &["linux/amd64", "linux/arm64"],
-        false,
-        "bearer",
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "bearer",
+        },
     )
     .await;
     let temp = tempfile::tempdir().unwrap();

@@ -86,13 +86,15 @@ pub struct Reviewed {
     pub summary: Summary,
 }
 
-/// Reviews one AdmissionReview body. `labels_of` answers a namespace's labels, or `None` when
-/// they are unknown (no cluster access).
+/// Answers a namespace's labels, or `None` when they are unknown (no cluster access).
+pub type LabelsOf<'a> = dyn Fn(&str) -> Option<Arc<BTreeMap<String, String>>> + 'a;
+
+/// Reviews one AdmissionReview body, looking namespaces' labels up with `labels_of`.
 pub fn review(
     body: &[u8],
     settings: &Settings,
     tools_image: &ToolsImage,
-    labels_of: &dyn Fn(&str) -> Option<Arc<BTreeMap<String, String>>>,
+    labels_of: &LabelsOf<'_>,
 ) -> Result<Reviewed, ReviewError> {
     let review: ReviewIn = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
     match review.kind.as_deref() {

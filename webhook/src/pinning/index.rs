@@ -78,13 +78,9 @@ pub fn read_manifest(bytes: &[u8]) -> Result<ManifestKind, String> {
 /// The required platforms an index lacks. `linux/arm64` is satisfied by `linux/arm64/v8`, as
 /// container runtimes treat them alike.
 pub fn missing(required: &[String], available: &BTreeSet<String>) -> Vec<String> {
-    required
-        .iter()
-        .filter(|wanted| {
-            !available.contains(*wanted) && !(wanted.as_str() == "linux/arm64" && available.contains("linux/arm64/v8"))
-        })
-        .cloned()
-        .collect()
+    let satisfied =
+        |wanted: &str| available.contains(wanted) || (wanted == "linux/arm64" && available.contains("linux/arm64/v8"));
+    required.iter().filter(|wanted| !satisfied(wanted)).cloned().collect()
 }
 
 /// The node platforms (`os/arch` from node labels, which carry no variant) that no platform of

@@ -116,19 +116,19 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// Pushes one image per platform (`linux/arm/v7` style) and an index over them under `tag`,
-/// with a BuildKit-style attestation entry when asked. `salt` makes the content unique.
-/// Returns the index digest.
-pub async fn push_index(
-    client: &Client,
-    auth: &RegistryAuth,
-    host: &str,
-    repository: &str,
-    tag: &str,
-    platforms: &[&str],
-    attestation: bool,
-    salt: &str,
-) -> String {
+/// An index for [`push_index`]: one image per platform (`linux/arm/v7` style) under `tag`, with
+/// a BuildKit-style attestation entry when asked. `salt` makes the content unique.
+pub struct IndexSpec<'a> {
+    pub repository: &'a str,
+    pub tag: &'a str,
+    pub platforms: &'a [&'a str],
+    pub attestation: bool,
+    pub salt: &'a str,
+}
+
+/// Pushes the images and the index `spec` describes to `host`; returns the index digest.
+pub async fn push_index(client: &Client, auth: &RegistryAuth, host: &str, spec: IndexSpec<'_>) -> String {
+    let IndexSpec { repository, tag, platforms, attestation, salt } = spec;
     let tagged: Reference = format!("{host}/{repository}:{tag}").parse().unwrap();
     client.store_auth_if_needed(tagged.resolve_registry(), auth).await;
     let mut entries = Vec::new();
