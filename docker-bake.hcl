@@ -18,8 +18,15 @@ variable "TAG" {
   default = "v0.1.0"
 }
 
-variable "DFGET_VERSION" {
-  default = "1.5.10"
+# The Dragonfly client version the tools image is labelled with and the image the in-Docker
+# build runs in. Empty: the Dockerfiles' ARG defaults hold, which the tests check against
+# scripts/versions.env, where every pinned version is written (scripts pass them from there).
+variable "DRAGONFLY_CLIENT_VERSION" {
+  default = ""
+}
+
+variable "RUST_BUILDER_IMAGE" {
+  default = ""
 }
 
 # The webhook is built for every platform. The tools image goes only to the platforms that have
@@ -72,7 +79,8 @@ target "_common" {
     VERSION           = TAG
     REVISION          = REVISION
     SOURCE            = SOURCE
-    DFGET_VERSION     = DFGET_VERSION
+    DRAGONFLY_CLIENT_VERSION = DRAGONFLY_CLIENT_VERSION != "" ? DRAGONFLY_CLIENT_VERSION : null
+    BUILDER_IMAGE     = RUST_BUILDER_IMAGE != "" ? RUST_BUILDER_IMAGE : null
     SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
   }
   annotations = [

@@ -8,6 +8,7 @@
 # directory holding ca-certificates.crt:
 #   docker buildx bake --set '*.contexts.dist=target/dist' --set 'webhook.contexts.ca-certificates=/etc/ssl/certs'
 
+# As in scripts/versions.env (a test keeps them equal); bake passes it from there.
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
 
 # Named contexts replace these two stages whole (so their base image is never pulled); each
@@ -18,7 +19,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/dragonfly-injector \
     --mount=type=cache,target=/usr/local/cargo/registry \
-    scripts/cross-build.sh "${TARGETPLATFORM}" \
+    scripts/cross-build.sh --profile release --only webhook "${TARGETPLATFORM}" \
  && cp -a target/dist/linux /linux
 
 FROM --platform=linux/amd64 ${BUILDER_IMAGE} AS ca-certificates

@@ -5,11 +5,13 @@
 # (cold: the image's dfget is read from disk), then with the target already holding dfget
 # (verify only). Needs root for the cold runs. Results go to BENCHMARKS.md by hand.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-dist=target/dist/linux/amd64
-[ -x "$dist/dfget-copier" ] && [ -x "$dist/tools/dfget" ] || {
-  echo "bench-copier.sh: run scripts/dfget.sh linux/amd64 and scripts/cross-build.sh first" >&2; exit 1; }
-command -v hyperfine >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null
+. "$(dirname "$0")/lib.sh"
+cd "$repo_root"
+dist="${DRAGONFLY_DIST:-target/dist}/linux/amd64"   # the release tier's: DRAGONFLY_DIST=target/dist-release
+if [ ! -x "$dist/dfget-copier" ] || [ ! -x "$dist/tools/dfget" ]; then
+  die "run scripts/cross-build.sh (or scripts/release.sh for the release build) first"
+fi
+apt_install hyperfine
 work=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/image" "$work/shared"

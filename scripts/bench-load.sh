@@ -7,11 +7,11 @@
 # Loopback only. A benchmark, not a test: nothing is asserted. Prints a Markdown table.
 #   RATES="500 1000 2000" DURATION=10s scripts/bench-load.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$repo_root"
 RATES="${RATES:-500 1000 2000 4000 8000}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS=16
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 vegeta=$(scripts/vegeta.sh)
 cargo build --quiet --release -p dragonfly-injector
 work=$(mktemp -d)

@@ -1,78 +1,101 @@
 #!/usr/bin/env bash
-# Cross-builds the static binaries the images carry, for the given platforms (default: all five),
-# into the layout the image build consumes, one directory per Docker platform:
+# Builds the static binaries the images carry into the layout the image build consumes, one
+# directory per Docker platform, and prints the dist directory:
 #
-#   target/dist/linux/amd64/dfget-copier         (every platform; Debian's rustc 1.85)
-#   target/dist/linux/amd64/dragonfly-injector   (every platform; Debian's rustc-web 1.96)
-#   target/dist/linux/amd64/tools/dfget          (where dfget is cached, see scripts/dfget.sh)
-#   target/dist/linux/amd64/tools/SHA256SUMS     (the copier's manifest for tools/)
+#   target/dist/linux/amd64/dfget-copier         Debian's rustc 1.85, every platform
+#   target/dist/linux/amd64/dragonfly-injector   the webhook, static
+#   target/dist/linux/amd64/tools/<tool>         dfget, dfcache, dfstore, dfctl (scripts/dragonfly.sh)
+#   target/dist/linux/amd64/tools/SHA256SUMS     the copier's manifest for tools/
 #
-# With --dfget it builds dfget where it is missing (20 to 30 minutes per platform, once);
-# without, it takes dfget only from the cache. Prints the dist directory.
+#   scripts/cross-build.sh [--profile test|release] [--only tools|webhook] [PLATFORM...]
+#
+# "test" (the default, what scripts/test.sh and CI build): the copier for every platform, and the
+# webhook and the Dragonfly tools for linux/amd64 only, in fast profiles; the tests run each of
+# them. "release" (scripts/release.sh): every platform's webhook and Dragonfly tools in full
+# release profiles; platforms default to $ALL_PLATFORMS for the webhook and $TOOLS_PLATFORMS for
+# the tools. The Dragonfly tools are built by scripts/dragonfly.sh when missing from its cache.
+# `--only tools` builds the tools image's part (copier and Dragonfly tools), `--only webhook` the
+# webhook: each image's in-Docker build asks for its own. target/dist/PROFILE records the profile,
+# so the image tests know which platforms to expect.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-. scripts/platforms.sh
+. "$(dirname "$0")/lib.sh"
+cd "$repo_root"
 
-build_dfget=false
+profile="test"
+only=""
 platforms=()
-for arg in "$@"; do
-  case "$arg" in
-    --dfget) build_dfget=true ;;
-    linux/*) platforms+=("$arg") ;;
-    *) echo "usage: $0 [--dfget] [PLATFORM...]   (platforms: $ALL_PLATFORMS)" >&2; exit 2 ;;
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    linux/*) platforms+=("$1"); shift ;;
+    *) die "usage: $0 [--profile test|release] [--only tools|webhook] [PLATFORM...]   (platforms: $ALL_PLATFORMS)" ;;
   esac
 done
+case "$profile" in test | release) ;; *) die "unknown profile $profile (test, release)" ;; esac
+case "$only" in "" | tools | webhook) ;; *) die "unknown part $only (tools, webhook)" ;; esac
 [ ${#platforms[@]} -gt 0 ] || read -r -a platforms <<<"$ALL_PLATFORMS"
 
-log() { printf 'cross-build.sh: %s\n' "$*" >&2; }
+# Which platforms get a webhook and the Dragonfly tools in this profile.
+wants_webhook() { [ "$only" != tools ] && { [ "$profile" = release ] || [ "$1" = linux/amd64 ]; }; }
+wants_copier() { [ "$only" != webhook ]; }
+wants_tools() {
+  wants_copier || return 1
+  if [ "$profile" = release ]; then
+    case " $TOOLS_PLATFORMS " in *" $1 "*) return 0 ;; esac
+    return 1
+  fi
+  [ "$1" = linux/amd64 ]
+}
 
-rustc_185=$(scripts/cross-toolchain.sh)
+toolchain_args=()
+[ "$profile" = test ] || toolchain_args=(release)
+rustc_185=$("$repo_root/scripts/cross-toolchain.sh" "${toolchain_args[@]}")
 sysroot_185=${rustc_185%/usr/bin/rustc}
-dist=target/dist
+# The test tier's dist is target/dist; the release tier writes its own ($DRAGONFLY_DIST), so the
+# two never overwrite each other.
+dist="${DRAGONFLY_DIST:-target/dist}"
+mkdir -p "$dist"
 # Cargo's output for the cross builds lives in the cache, outside any clone: a new clone (CI
-# always starts from one) rebuilds only this workspace's own crates, not every dependency for
-# every target.
+# always starts from one) rebuilds only this workspace's own crates, not every dependency.
 targets="$(cache_dir)/cross-target"
 
-# What the webhook binary for a platform is built from: its sources, the lock file, the release
-# profile, the compiler, and the build flags (platforms.sh). Delete $CACHE/dist-cache to force a
+# What the release webhook binary for a platform is built from: its sources, the lock file, the
+# profiles, the compiler, and the build flags (lib.sh). Delete $CACHE/dist-cache to force a
 # rebuild.
 source_key() {
   {
     echo "$1"
     /usr/bin/rustc --version
-    find Cargo.toml Cargo.lock webhook/Cargo.toml webhook/src scripts/platforms.sh -type f | LC_ALL=C sort | xargs sha256sum
+    find Cargo.toml Cargo.lock webhook/Cargo.toml webhook/src scripts/lib.sh -type f | LC_ALL=C sort | xargs sha256sum
   } | sha256sum | cut -c1-32
 }
 
-# Kept binaries nobody has used for two weeks go (each tree costs about 70 MB for five targets).
+# Kept release binaries nobody has used for two weeks go (about 70 MB for five targets).
 mkdir -p "$(cache_dir)/dist-cache"
 find "$(cache_dir)/dist-cache" -mindepth 2 -maxdepth 2 -name dragonfly-injector -atime +14 \
   -exec sh -c 'rm -rf "${1%/*}"' prune {} \; 2>/dev/null || true
 
-for platform in "${platforms[@]}"; do
-  triple=$(platform_triple "$platform")
-  out="$dist/$platform"
-  mkdir -p "$out"
-
-  log "$platform: dfget-copier with Debian's rustc 1.85"
-  (
-    cross_env "$platform"
-    # Fat LTO trims 7% off the copier (static glibc is most of its size); it keeps unwinding,
-    # so a panic still removes the staged temporary files.
-    LD_LIBRARY_PATH="$sysroot_185/usr/lib/x86_64-linux-gnu" RUSTC="$rustc_185" \
-      CARGO_TARGET_DIR="$targets/rust-1.85" CARGO_PROFILE_RELEASE_LTO=fat \
-      cargo build --quiet --locked --release -p dfget-copier --target "$triple"
-  )
-  install -m 0755 "$targets/rust-1.85/$triple/release/dfget-copier" "$out/dfget-copier"
-
-  # The webhook needs rustc 1.89: Debian's rustc-web 1.96 (see rust_web_cargo). The binary is
-  # kept by a hash of the sources and toolchain, so an unchanged tree is not rebuilt for five
-  # targets in every clone.
-  webhook_key=$(source_key "$platform")
-  kept="$(cache_dir)/dist-cache/$webhook_key/dragonfly-injector"
+build_webhook() {
+  local platform=$1 triple=$2 out=$3 key kept web_target
+  if [ "$profile" = test ]; then
+    # The test tier's webhook: rustup's compiler, static, the `ci` profile (no LTO, parallel
+    # codegen). Its target directory is the workspace's own, beside the test build.
+    log "$platform: dragonfly-injector (ci profile, static)"
+    (
+      cross_env "$platform"
+      cargo build --quiet --locked --profile ci -p dragonfly-injector --target "$triple"
+    )
+    install -m 0755 "target/$triple/ci/dragonfly-injector" "$out/dragonfly-injector"
+    return
+  fi
+  # The release needs rustc >= 1.89 on every platform: Debian's rustc-web 1.96 (rust_web_cargo).
+  # The binary is kept by a hash of the sources and toolchain, so an unchanged tree is not
+  # rebuilt for five targets in every clone.
+  key=$(source_key "$platform")
+  kept="$(cache_dir)/dist-cache/$key/dragonfly-injector"
   if [ ! -x "$kept" ]; then
-    log "$platform: dragonfly-injector with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2)"
+    log "$platform: dragonfly-injector (release) with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2)"
     web_target="$targets/rust-web$(needs_build_std "$platform" && echo -build-std)"
     (
       cross_env "$platform"
@@ -83,22 +106,39 @@ for platform in "${platforms[@]}"; do
     install -m 0755 "$web_target/$triple/release/dragonfly-injector" "$kept.tmp"
     mv "$kept.tmp" "$kept"
   else
-    log "$platform: dragonfly-injector unchanged since its last build"
+    log "$platform: dragonfly-injector (release) unchanged since its last build"
   fi
   install -m 0755 "$kept" "$out/dragonfly-injector"
+}
 
-  dfget="$(dfget_dir "$platform")/dfget"
-  if [ ! -x "$dfget" ] && $build_dfget; then
-    scripts/dfget.sh "$platform" >/dev/null
+for platform in "${platforms[@]}"; do
+  triple=$(platform_triple "$platform")
+  out="$dist/$platform"
+  rm -rf "$out" && mkdir -p "$out"
+
+  if wants_copier "$platform"; then
+    log "$platform: dfget-copier with Debian's rustc 1.85"
+    (
+      cross_env "$platform"
+      # Fat LTO trims 7% off the copier (static glibc is most of its size); it keeps unwinding,
+      # so a panic still removes the staged temporary files.
+      LD_LIBRARY_PATH="$sysroot_185/usr/lib/x86_64-linux-gnu" RUSTC="$rustc_185" \
+        CARGO_TARGET_DIR="$targets/rust-1.85" CARGO_PROFILE_RELEASE_LTO=fat \
+        cargo build --quiet --locked --release -p dfget-copier --target "$triple"
+    )
+    install -m 0755 "$targets/rust-1.85/$triple/release/dfget-copier" "$out/dfget-copier"
   fi
-  rm -rf "$out/tools"
-  if [ -x "$dfget" ]; then
+
+  wants_webhook "$platform" && build_webhook "$platform" "$triple" "$out"
+
+  if wants_tools "$platform"; then
+    client=$("$repo_root/scripts/dragonfly.sh" client --profile "$profile" "$platform" | cut -d' ' -f2)
     mkdir -p "$out/tools"
-    install -m 0755 "$dfget" "$out/tools/dfget"
-    (cd "$out/tools" && sha256sum dfget >SHA256SUMS)
-    log "$platform: dfget $DFGET_VERSION from the cache"
-  else
-    log "$platform: no dfget (run scripts/dfget.sh $platform, or pass --dfget)"
+    for tool in $DRAGONFLY_TOOLS; do install -m 0755 "$client/$tool" "$out/tools/$tool"; done
+    # shellcheck disable=SC2086 # one argument per tool
+    (cd "$out/tools" && sha256sum $DRAGONFLY_TOOLS >SHA256SUMS)
+    log "$platform: Dragonfly tools $DRAGONFLY_CLIENT_VERSION ($profile) from the cache"
   fi
 done
+echo "$profile" >"$dist/PROFILE"
 echo "$dist"

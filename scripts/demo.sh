@@ -4,7 +4,7 @@
 # image, and the injector installed by its Helm chart; creates the annotated pod in
 # examples/demo-pod.yaml, prints it as the API server stored it, and cleans everything up.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
+cd "$repo_root"
 scripts/setup.sh
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 exec cargo test --quiet -p dragonfly-injector --test e2e -- --demo

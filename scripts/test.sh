@@ -1,29 +1,95 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, in-process HTTP, real TLS, the real binaries, property tests, the
-# YAML oracle, the real registry, the Helm chart, the end-to-end control plane, the cross-built
-# copiers under qemu and the images built with `docker buildx bake`. `.ci/run` calls
-# this after scripts/setup.sh. Ends with one line totalling every test binary.
+# The whole test suite, the README's test command; `.ci/run` calls it. In order:
+#   1. the gates, so a run fails fast on them: rustfmt, shellcheck, clippy -D warnings;
+#   2. scripts/setup.sh: installs and builds what the suites need (seconds when cached);
+#   3. every test binary: unit, in-process HTTP, real TLS, the real binaries, property tests,
+#      the YAML oracle, the real registry, the Helm chart, the end-to-end control plane, the
+#      cross-built copiers under qemu, and the images built with `docker buildx bake`.
+# Ends with one line totalling every test binary: "summary: N passed, M failed".
+#
+# One part at a time (the README lists them):
+#   scripts/test.sh gates             the three gates only
+#   scripts/test.sh unit              the crates' own unit tests (seconds once built; no setup)
+#   scripts/test.sh suite NAME...     the named test binaries (webhook/tests/NAME.rs,
+#                                     dfget-copier/tests/NAME.rs), after setup
+# Arguments after `--` go to the test binaries.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-[ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
-# The image tests need every platform's cross-built binaries and at least amd64's real dfget
-# (built once and cached: about 25 minutes on a fresh machine; arm64's is used when cached).
-scripts/dfget.sh linux/amd64 >/dev/null
-scripts/cross-build.sh >/dev/null
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
-cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-# libtest binaries ("test result: ok. N passed; M failed; ...") and the end-to-end binary,
-# which runs its own scenarios ("N passed, M failed").
-passed=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1/p; s/^([0-9]+) passed, ([0-9]+) failed$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
-failed=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\2/p; s/^([0-9]+) passed, ([0-9]+) failed$/\2/p' "$log" | awk '{s+=$1} END {print s+0}')
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1   # a build failure or a crashed binary counts too
-fi
-echo "summary: $passed passed, $failed failed"
-exit "$status"
+. "$(dirname "$0")/lib.sh"
+cd "$repo_root"
+
+gates() {
+  log "gate: cargo fmt --check"
+  cargo fmt --all --check
+  log "gate: shellcheck"
+  command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
+  shellcheck -x scripts/*.sh .ci/run
+  log "gate: cargo clippy -D warnings"
+  cargo clippy --quiet --workspace --all-targets --locked -- -D warnings
+}
+
+# Runs cargo test with the given arguments and prints the summary line over every test binary:
+# libtest's "test result: ok. N passed; M failed; ..." and the end-to-end binary's own
+# "N passed, M failed".
+run_tests() {
+  local out status passed failed
+  out=$(mktemp)
+  set +e
+  cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$out"
+  status=${PIPESTATUS[0]}
+  set -e
+  passed=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1/p; s/^([0-9]+) passed, ([0-9]+) failed$/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+  failed=$(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\2/p; s/^([0-9]+) passed, ([0-9]+) failed$/\2/p' "$out" | awk '{s+=$1} END {print s+0}')
+  rm -f "$out"
+  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1   # a build failure or a crashed binary counts too
+  fi
+  echo "summary: $passed passed, $failed failed"
+  return "$status"
+}
+
+# The test binaries of each package, for `suite NAME`.
+suite_args() {
+  local name args=()
+  for name in "$@"; do
+    if [ -f "webhook/tests/$name.rs" ]; then
+      args+=(-p dragonfly-injector --test "$name")
+    elif [ -f "dfget-copier/tests/$name.rs" ]; then
+      args+=(-p dfget-copier --test "$name")
+    else
+      die "no test binary $name (webhook/tests/*.rs, dfget-copier/tests/*.rs)"
+    fi
+  done
+  printf '%s\n' "${args[@]}"
+}
+
+started=$SECONDS
+extra=()
+mode=all
+names=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; extra=("$@"); break ;;
+    gates | unit | all) mode=$1; shift ;;
+    suite) mode=suite; shift ;;
+    *) [ "$mode" = suite ] || die "usage: $0 [gates | unit | suite NAME...] [-- TEST-ARGS]"; names+=("$1"); shift ;;
+  esac
+done
+
+case "$mode" in
+  gates) gates ;;
+  unit) run_tests --workspace --lib --bins -- "${extra[@]}" ;;
+  suite)
+    [ ${#names[@]} -gt 0 ] || die "suite needs at least one name"
+    scripts/setup.sh
+    mapfile -t args < <(suite_args "${names[@]}")
+    run_tests "${args[@]}" -- "${extra[@]}"
+    ;;
+  all)
+    gates
+    scripts/setup.sh
+    status=0
+    run_tests --workspace --all-targets -- "${extra[@]}" || status=$?
+    log "whole run: $((SECONDS - started)) s"
+    exit "$status"
+    ;;
+esac

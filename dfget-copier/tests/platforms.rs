@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{listing, write_tools};
+use common::{dist_tools_platforms, listing, pinned, write_tools};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -202,33 +202,43 @@ fn every_platform_copies_verifies_and_refuses_a_corrupted_tool() {
     }
 }
 
-/// The real dfget, where the dist carries it: the platform's copier installs it from the
-/// dist's own SHA256SUMS and the installed dfget runs.
+/// The real Dragonfly tools, on every platform the dist must carry them for: the platform's
+/// copier installs them from the dist's own SHA256SUMS and each installed tool runs.
 #[test]
-fn the_real_dfget_is_installed_by_its_platforms_copier_and_runs() {
-    let mut with_dfget = Vec::new();
+fn the_real_dragonfly_tools_are_installed_by_their_platforms_copier_and_run() {
+    let expected = dist_tools_platforms(&dist());
+    let names = pinned("DRAGONFLY_TOOLS");
+    let version = pinned("DRAGONFLY_CLIENT_VERSION");
+    let mut installed = Vec::new();
     for platform in &PLATFORMS {
         let tools = dist().join(platform.name).join("tools");
-        if !tools.join("dfget").is_file() {
-            eprintln!("{}: no dfget in the dist (see scripts/dfget.sh)", platform.name);
+        if !tools.join("SHA256SUMS").is_file() {
+            assert!(!expected.iter().any(|p| p == platform.name), "{}: the dist must carry the tools", platform.name);
             continue;
         }
-        let (_, _, machine, interp) = elf_facts(&tools.join("dfget"));
-        assert_eq!(machine, platform.machine, "{}: dfget is for another architecture", platform.name);
-        assert!(!interp, "{}: dfget must be static to run in any container", platform.name);
-        let scratch = scratch("dfget", platform);
+        let scratch = scratch("tools", platform);
         let to = scratch.0.join("shared");
         let copied =
             platform.run(&platform.copier(), &["--from".as_ref(), tools.as_os_str(), "--to".as_ref(), to.as_os_str()]);
         assert!(copied.status.success(), "{}: {}", platform.name, text(&copied.stderr));
-        let version = platform.run(&to.join("dfget"), &["--version".as_ref()]);
-        assert!(version.status.success(), "{}: {}", platform.name, text(&version.stderr));
-        assert!(text(&version.stdout).starts_with("dfget "), "{}: {}", platform.name, text(&version.stdout));
-        eprintln!("{}: installed and ran {}", platform.name, text(&version.stdout).trim());
-        with_dfget.push(platform.name);
+        for tool in names.split_whitespace() {
+            let (_, _, machine, interp) = elf_facts(&to.join(tool));
+            assert_eq!(machine, platform.machine, "{}: {tool} is for another architecture", platform.name);
+            assert!(!interp, "{}: {tool} must be static to run in any container", platform.name);
+            let ran = platform.run(&to.join(tool), &["--version".as_ref()]);
+            assert!(ran.status.success(), "{}: {tool}: {}", platform.name, text(&ran.stderr));
+            // "<tool> <version> (<commit>, <date>)": the build's own details follow the version.
+            let printed = text(&ran.stdout);
+            assert!(printed.starts_with(&format!("{tool} {version} ")), "{}: {printed}", platform.name);
+        }
+        eprintln!("{}: installed and ran {names} {version}", platform.name);
+        installed.push(platform.name.to_owned());
     }
-    assert!(
-        with_dfget.contains(&"linux/amd64"),
-        "the dist must carry dfget at least for linux/amd64: run scripts/dfget.sh"
-    );
+    assert_eq!(installed, expected, "the platforms whose tools were installed and run");
+}
+
+#[test]
+fn the_platform_table_covers_every_pinned_platform() {
+    let table: Vec<&str> = PLATFORMS.iter().map(|p| p.name).collect();
+    assert_eq!(table.join(" "), pinned("ALL_PLATFORMS"));
 }

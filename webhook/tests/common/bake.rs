@@ -3,7 +3,7 @@
 //! docker-bake.hcl, and the binaries scripts/cross-build.sh left in target/dist.
 
 use super::cluster::spawn_tied;
-use super::{cached_tool, repo_root, succeed, text};
+use super::{cached_tool, pinned_list, repo_root, succeed, text};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,8 @@ impl Buildx {
         for variable in [
             "REGISTRY",
             "TAG",
-            "DFGET_VERSION",
+            "DRAGONFLY_CLIENT_VERSION",
+            "RUST_BUILDER_IMAGE",
             "WEBHOOK_PLATFORMS",
             "TOOLS_PLATFORMS",
             "DIST",
@@ -168,24 +169,59 @@ pub fn bake(
         .collect()
 }
 
-pub const ALL_PLATFORMS: [&str; 5] = ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"];
+/// Every platform the project builds for (scripts/versions.env).
+pub fn all_platforms() -> Vec<String> {
+    pinned_list("ALL_PLATFORMS")
+}
 
 /// The dist's platforms that have all of `files`.
 pub fn dist_platforms_with(dist: &Path, files: &[&str]) -> Vec<String> {
-    ALL_PLATFORMS
-        .iter()
-        .filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file()))
-        .map(|p| p.to_string())
-        .collect()
+    all_platforms().into_iter().filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file())).collect()
 }
 
-pub const TOOLS_FILES: [&str; 3] = ["dfget-copier", "tools/dfget", "tools/SHA256SUMS"];
+/// What the tools image takes from a platform's dist: the copier and the copier's manifest, which
+/// lists the tools.
+pub const TOOLS_FILES: [&str; 2] = ["dfget-copier", "tools/SHA256SUMS"];
 
-/// Publishes the tools image, baked from target/dist, to `registry` as
+/// The tools a platform's dist carries, as its SHA256SUMS lists them.
+pub fn dist_tools(dist: &Path, platform: &str) -> Vec<String> {
+    let sums = std::fs::read_to_string(dist.join(platform).join("tools/SHA256SUMS")).unwrap();
+    sums.lines().map(|line| line.split_whitespace().nth(1).unwrap().to_owned()).collect()
+}
+
+/// The platforms a dist must cover, from the profile scripts/cross-build.sh recorded in it:
+/// "test" builds the webhook and the Dragonfly tools for linux/amd64 (the copier for every
+/// platform); "release" every platform's webhook and the tools for TOOLS_PLATFORMS.
+pub struct DistProfile {
+    pub name: String,
+    pub webhook: Vec<String>,
+    pub tools: Vec<String>,
+}
+
+pub fn dist_profile(dist: &Path) -> DistProfile {
+    let name = std::fs::read_to_string(dist.join("PROFILE"))
+        .expect("target/dist/PROFILE: run scripts/cross-build.sh")
+        .trim()
+        .to_owned();
+    let (webhook, tools) = match name.as_str() {
+        "test" => (vec!["linux/amd64".to_owned()], vec!["linux/amd64".to_owned()]),
+        "release" => (all_platforms(), pinned_list("TOOLS_PLATFORMS")),
+        other => panic!("unknown dist profile {other}"),
+    };
+    DistProfile { name, webhook, tools }
+}
+
+/// The dist scripts/cross-build.sh wrote: `$DRAGONFLY_DIST` (the release tier's), or
+/// target/dist (the test tier's).
+pub fn dist_dir() -> PathBuf {
+    std::env::var_os("DRAGONFLY_DIST").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/dist"))
+}
+
+/// Publishes the tools image, baked from the dist, to `registry` as
 /// `<registry>/dragonflyoss/dragonfly-injector-tools:<tag>` and returns that name and its index
 /// digest; `None` when the dist has no complete platform (scripts/cross-build.sh not run).
 pub fn publish_tools(registry: &str, tag: &str) -> Option<(String, String)> {
-    let dist = std::fs::canonicalize(repo_root().join("target/dist")).ok()?;
+    let dist = std::fs::canonicalize(dist_dir()).ok()?;
     let platforms = dist_platforms_with(&dist, &TOOLS_FILES);
     if platforms.is_empty() {
         return None;

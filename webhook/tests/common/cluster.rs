@@ -1,5 +1,5 @@
 //! A real Kubernetes control plane on loopback for the end-to-end tests: etcd, kube-apiserver
-//! and kube-controller-manager built by scripts/control-plane.sh, with certificates made here.
+//! and kube-controller-manager built by scripts/kubernetes.sh, with certificates made here.
 //! No scheduler and no kubelet: pods are stored, never run, which is all admission needs.
 
 use super::{registry::free_port, Pki};
@@ -35,7 +35,7 @@ fn b64(text: &str) -> String {
 }
 
 pub fn control_plane_binaries() -> PathBuf {
-    super::cached_tool("control-plane.sh")
+    super::cached_tool("kubernetes.sh")
 }
 
 impl ControlPlane {

@@ -139,6 +139,22 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A pinned version or list from scripts/versions.env, where each is written once.
+pub fn pinned(key: &str) -> String {
+    let versions = std::fs::read_to_string(repo_root().join("scripts/versions.env")).unwrap();
+    versions
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{key} is not in scripts/versions.env"))
+}
+
+/// A pinned space-separated list from scripts/versions.env.
+pub fn pinned_list(key: &str) -> Vec<String> {
+    pinned(key).split_whitespace().map(str::to_owned).collect()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -162,13 +178,23 @@ pub fn succeed(command: &mut std::process::Command) -> std::process::Output {
 }
 
 /// Runs one of the scripts that build a pinned tool into the cache once (`helm.sh`,
-/// `control-plane.sh`, `buildkit.sh`) and returns the path it prints. Its progress goes to the
+/// `kubernetes.sh`, `buildkit.sh`) and returns the path it prints. Its progress goes to the
 /// test's standard error, so a first, minutes-long build is visible.
 pub fn cached_tool(script: &str) -> PathBuf {
     let output = succeed(
         std::process::Command::new(repo_root().join("scripts").join(script)).stderr(std::process::Stdio::inherit()),
     );
     PathBuf::from(text(&output.stdout).trim())
+}
+
+/// Runs a caching build script with arguments and returns the lines it prints.
+pub fn cached_tool_lines(script: &str, args: &[&str]) -> Vec<String> {
+    let output = succeed(
+        std::process::Command::new(repo_root().join("scripts").join(script))
+            .args(args)
+            .stderr(std::process::Stdio::inherit()),
+    );
+    text(&output.stdout).lines().map(str::to_owned).collect()
 }
 
 /// `dragonfly-injector serve` on ephemeral loopback ports with JSON logs on a piped standard

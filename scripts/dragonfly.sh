@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds Dragonfly itself from source, once, into the cache outside the repository, and prints
+# one "NAME PATH" line per thing built:
+#
+#   scripts/dragonfly.sh client [--profile test|release] [PLATFORM...]
+#       dfget, dfcache, dfstore, dfctl and dfdaemon from the `dragonfly-client` crate
+#       ($DRAGONFLY_CLIENT_VERSION, --locked), statically linked, in one cargo build per
+#       platform (default: linux/amd64). Prints "<platform> <dir>".
+#   scripts/dragonfly.sh scheduler
+#       the Go scheduler d7y.io/dragonfly/v2 ($DRAGONFLY_SCHEDULER_VERSION), cmd/scheduler.
+#       Prints "scheduler <path>".
+#
+# Profiles: "test" is what CI builds for the tests (opt-level 1, no LTO, parallel codegen: about
+# half the build time of a release on two cores); "release" is the crate's own release profile,
+# what the tools image ships (scripts/release.sh).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+build_client() {
+  local profile=test platforms=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --profile) profile=$2; shift 2 ;;
+      linux/*) platforms+=("$1"); shift ;;
+      *) die "usage: $0 client [--profile test|release] [PLATFORM...]" ;;
+    esac
+  done
+  [ ${#platforms[@]} -gt 0 ] || platforms=(linux/amd64)
+  case "$profile" in test | release) ;; *) die "unknown profile $profile (test, release)" ;; esac
+
+  local platform out triple work bin
+  for platform in "${platforms[@]}"; do
+    out=$(dragonfly_client_dir "$platform" "$profile")
+    if [ ! -x "$out/dfdaemon" ]; then
+      triple=$(platform_triple "$platform")
+      log "building dragonfly-client $DRAGONFLY_CLIENT_VERSION ($profile) for $platform; 10-40 minutes, once"
+      # protoc for the prost builds; clang and libclang for librocksdb-sys' bindgen; cmake.
+      apt_install protobuf-compiler clang libclang-dev cmake g++
+      [ "$platform" = linux/amd64 ] || "$repo_root/scripts/cross-toolchain.sh" release >/dev/null
+      # The build directory stays in the cache until the build succeeds, so a failed build (a
+      # missing package, a lost session) resumes instead of starting over.
+      work="$out.build"
+      mkdir -p "$work"
+      (
+        cross_env "$platform"
+        # jemalloc must assume the largest page size the platform's kernels use (64 KiB on some
+        # arm64 distributions and most ppc64le ones), or it fails at start on those.
+        case "$platform" in linux/arm64 | linux/ppc64le) export JEMALLOC_SYS_WITH_LG_PAGE=16 ;; esac
+        if [ "$profile" = test ]; then
+          export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=false \
+            CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=false
+          # RocksDB's C++ (several hundred files) is the longest part of the build; unoptimised
+          # it compiles in about half the time, and the tests do not need its speed.
+          export "CFLAGS_${triple//-/_}=-O0" "CXXFLAGS_${triple//-/_}=-O0"
+        fi
+        args=(install dragonfly-client --version "$DRAGONFLY_CLIENT_VERSION" --locked --target "$triple"
+          --root "$work/root" --bin dfdaemon)
+        for bin in $DRAGONFLY_TOOLS; do args+=(--bin "$bin"); done
+        if [ "$platform" = linux/amd64 ]; then
+          # rustup's compiler builds the native target; Debian's rustc-web the foreign ones.
+          CARGO_TARGET_DIR="$work/target" cargo "${args[@]}" >&2
+        else
+          CARGO_TARGET_DIR="$work/target" rust_web_cargo "$platform" "${args[@]}" >&2
+        fi
+      )
+      mkdir -p "$out.tmp"
+      for bin in dfdaemon $DRAGONFLY_TOOLS; do
+        "$(platform_gnu_prefix "$platform")strip" -o "$out.tmp/$bin" "$work/root/bin/$bin"
+      done
+      publish_dir "$out"
+      rm -rf "$work"
+    fi
+    echo "$platform $out"
+  done
+}
+
+build_scheduler() {
+  local dir bin work
+  dir="$(cache_dir)/dragonfly-scheduler-$DRAGONFLY_SCHEDULER_VERSION"
+  bin="$dir/scheduler"
+  if [ ! -x "$bin" ]; then
+    log "building the Dragonfly scheduler $DRAGONFLY_SCHEDULER_VERSION from the Go module proxy (minutes, once)"
+    # `go install d7y.io/dragonfly/v2/cmd/scheduler@VERSION` reads @v/list, which the proxy
+    # refuses here; building inside a copy of the downloaded module works (no replace lines).
+    work="$(cache_dir)/src/dragonfly-$DRAGONFLY_SCHEDULER_VERSION"
+    rm -rf "$work" && mkdir -p "$(dirname "$work")" "$dir.tmp"
+    cp -r "$(go_mod_dir "d7y.io/dragonfly/v2@$DRAGONFLY_SCHEDULER_VERSION")" "$work"
+    chmod -R u+w "$work"
+    (cd "$work" && go_build "$dir.tmp/scheduler" "-s -w -X d7y.io/dragonfly/v2/version.GitVersion=$DRAGONFLY_SCHEDULER_VERSION" ./cmd/scheduler)
+    publish_dir "$dir"
+    rm -rf "$work"
+  fi
+  echo "scheduler $bin"
+}
+
+case "${1:-}" in
+  client) shift; build_client "$@" ;;
+  scheduler) shift; build_scheduler "$@" ;;
+  *) die "usage: $0 client [--profile test|release] [PLATFORM...] | scheduler" ;;
+esac

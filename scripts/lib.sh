@@ -1,0 +1,195 @@
+# Sourced by every script under scripts/ (and .ci/run): the one preamble. It reads the pinned
+# versions, puts cargo and Go on PATH, and defines the cache, logging, the apt policy, "build a
+# Go tool into the cache" and the platform helpers. Nothing here runs anything by itself.
+# shellcheck shell=bash
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# versions.env is KEY=value with spaces allowed in values; read it line by line rather than
+# sourcing it, so the same file stays readable by bake and the Rust tests. An environment
+# variable of the same name wins (for a one-off build of another version).
+while IFS='=' read -r key value; do
+  case "$key" in '' | \#*) continue ;; esac
+  if [ -z "${!key:-}" ]; then
+    printf -v "$key" '%s' "$value"
+    export "${key?}"
+  fi
+done <"$repo_root/scripts/versions.env"
+
+[ -x "$HOME/.cargo/bin/cargo" ] && case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) PATH="$HOME/.cargo/bin:$PATH" ;; esac
+[ -x /usr/local/go/bin/go ] && case ":$PATH:" in *":/usr/local/go/bin:"*) ;; *) PATH="$PATH:/usr/local/go/bin" ;; esac
+export PATH
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+
+# Everything built once lives here, outside any clone.
+cache_dir() { echo "${DRAGONFLY_INJECTOR_CACHE:-$HOME/.cache/dragonfly-injector}"; }
+
+# Logs go to stderr, prefixed with the script's name; stdout is kept for what a script prints
+# for its caller (a path, a directory).
+log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Installs Debian packages that are not installed yet, quietly. One `apt-get update` per machine
+# (a marker in apt's lists), redone when a foreign architecture was added since.
+apt_install() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  [ "$(id -u)" = 0 ] || die "need root to install ${missing[*]}"
+  log "installing ${missing[*]}"
+  if [ ! -f /var/lib/apt/lists/.dragonfly-injector-updated ]; then
+    # A failing index for one mirror or architecture must not stop the install: apt says which.
+    apt-get update -qq || log "apt-get update reported errors; trying the install anyway"
+    touch /var/lib/apt/lists/.dragonfly-injector-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# go_build OUT LDFLAGS PACKAGE: one static Go command, reproducible paths (-trimpath), into OUT.
+# Run inside the module that requires PACKAGE. Tools come from the Go module proxy through a
+# throw-away module of our own, never `go install module@version`: that reads @v/list, which the
+# proxy refuses for some modules here, and refuses modules whose go.mod has replace or exclude.
+go_build() {
+  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$2" -o "$1" "$3" >&2
+}
+
+# Prints the go.mod path, or the directory, of a module version in the module cache.
+go_mod_file() { GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p'; }
+go_mod_dir() { GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
+
+# Publishes a directory built at DIR.tmp as DIR, atomically enough for a cache.
+publish_dir() { rm -rf "$1" && mv "$1.tmp" "$1"; }
+
+# --- platforms -------------------------------------------------------------------------------
+# The dist keeps a platform's binaries under its Docker platform path (target/dist/linux/arm/v7/),
+# which the Dockerfiles find from TARGETPLATFORM; the caches use platform_dir's flat names.
+
+# linux/arm/v7 -> linux_arm_v7
+platform_dir() { printf '%s' "$1" | tr / _; }
+
+platform_triple() {
+  case "$1" in
+    linux/amd64) echo x86_64-unknown-linux-gnu ;;
+    linux/arm64) echo aarch64-unknown-linux-gnu ;;
+    linux/arm/v7) echo armv7-unknown-linux-gnueabihf ;;
+    linux/ppc64le) echo powerpc64le-unknown-linux-gnu ;;
+    linux/s390x) echo s390x-unknown-linux-gnu ;;
+    *) echo "unknown platform $1 (known: $ALL_PLATFORMS)" >&2; return 1 ;;
+  esac
+}
+
+# GNU toolchain prefix ("" for the native compiler).
+platform_gnu_prefix() {
+  case "$1" in
+    linux/amd64) echo "" ;;
+    linux/arm64) echo aarch64-linux-gnu- ;;
+    linux/arm/v7) echo arm-linux-gnueabihf- ;;
+    linux/ppc64le) echo powerpc64le-linux-gnu- ;;
+    linux/s390x) echo s390x-linux-gnu- ;;
+  esac
+}
+
+# Debian architecture name, for the foreign standard-library packages.
+platform_debian_arch() {
+  case "$1" in
+    linux/amd64) echo amd64 ;;
+    linux/arm64) echo arm64 ;;
+    linux/arm/v7) echo armhf ;;
+    linux/ppc64le) echo ppc64el ;;
+    linux/s390x) echo s390x ;;
+  esac
+}
+
+# Exports the variables cargo and the cc crate read to cross-compile for the platform: the
+# linker, C/C++ compilers and archiver, and static linking for the target only (RUSTFLAGS would
+# also reach build scripts and proc macros, which run here).
+cross_env() {
+  local platform=$1 triple prefix var
+  triple=$(platform_triple "$platform")
+  prefix=$(platform_gnu_prefix "$platform")
+  var=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
+  export "CARGO_TARGET_${var}_LINKER=${prefix}gcc"
+  export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static"
+  export "CC_${triple//-/_}=${prefix}gcc"
+  export "CXX_${triple//-/_}=${prefix}g++"
+  export "AR_${triple//-/_}=${prefix}ar"
+  if [ -n "$prefix" ]; then
+    export "BINDGEN_EXTRA_CLANG_ARGS_${triple//-/_}=--sysroot=/usr/${prefix%-}"
+  fi
+}
+
+# Runs cargo with Debian's rustc-web (1.96) for a foreign platform. Its standard library is
+# packaged for amd64 and arm64; for the other platforms cargo builds std from Debian's
+# rust-web-src (-Zbuild-std), which needs RUSTC_BOOTSTRAP=1 to accept that unstable flag on a
+# stable compiler. Debian's own cargo is used there so that cargo, rustc and the std sources are
+# one release. Call inside a subshell after cross_env.
+needs_build_std() { [ ! -d "/usr/lib/rustlib/$(platform_triple "$1")/lib" ]; }
+
+rust_web_cargo() {
+  local platform=$1; shift
+  if ! needs_build_std "$platform"; then
+    RUSTC=/usr/bin/rustc cargo "$@"
+  else
+    local subcommand=$1; shift
+    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo "$subcommand" -Zbuild-std=std,panic_unwind "$@"
+  fi
+}
+
+# The directory where scripts/dragonfly.sh caches the Dragonfly client's binaries for a
+# platform and profile ("test": fast to build; "release": what the tools image ships).
+dragonfly_client_dir() { echo "$(cache_dir)/dragonfly-client-$DRAGONFLY_CLIENT_VERSION/$2/$(platform_dir "$1")"; }
+
+# --- parallel jobs ---------------------------------------------------------------------------
+# jobs_start; job NAME COMMAND...; ...; jobs_wait
+# Runs independent builds side by side so neither core idles while the other waits on a
+# download. Each job's output goes to a log; jobs_wait prints each job's time as it ends and, on
+# the first failure, stops the others and prints the failed job's log tail.
+jobs_start() {
+  # Job control gives each job its own process group, so a failure can stop a job's whole tree
+  # (cargo, rustc, go) and not just its subshell.
+  set -m
+  JOBS_DIR=$(mktemp -d)
+  JOB_PIDS=()
+  JOB_NAMES=()
+}
+
+job() {
+  local name=$1; shift
+  (
+    start=$SECONDS
+    "$@" >"$JOBS_DIR/$name.log" 2>&1
+    status=$?
+    echo "$((SECONDS - start))" >"$JOBS_DIR/$name.seconds"
+    exit "$status"
+  ) &
+  JOB_PIDS+=("$!")
+  JOB_NAMES+=("$name")
+}
+
+jobs_wait() {
+  local running=("${JOB_PIDS[@]}") i pid status left
+  while [ ${#running[@]} -gt 0 ]; do
+    status=0
+    wait -n -p pid "${running[@]}" || status=$?
+    left=()
+    for i in "${running[@]}"; do [ "$i" = "$pid" ] || left+=("$i"); done
+    running=("${left[@]}")
+    for i in "${!JOB_PIDS[@]}"; do
+      [ "${JOB_PIDS[$i]}" = "$pid" ] || continue
+      if [ "$status" -ne 0 ]; then
+        log "${JOB_NAMES[$i]} failed (exit $status); its log ends:"
+        tail -n 40 "$JOBS_DIR/${JOB_NAMES[$i]}.log" >&2
+        for pid in "${running[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+        rm -rf "$JOBS_DIR"
+        set +m
+        return "$status"
+      fi
+      log "${JOB_NAMES[$i]} done in $(cat "$JOBS_DIR/${JOB_NAMES[$i]}.seconds") s"
+    done
+  done
+  rm -rf "$JOBS_DIR"
+  set +m
+}
