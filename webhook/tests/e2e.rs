@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane};
+use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane, Options};
+use common::dragonfly::{blob, sha256_hex, Dragonfly, Origin};
+use common::node::{Node, NODE_IP, TAINT};
+use common::oci::Image;
 use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use common::{succeed, KubeletDir, Leaf, Pki};
 use oci_client::secrets::RegistryAuth;
@@ -33,6 +36,19 @@ struct Env {
     webhook_host: std::net::IpAddr,
     admin_port: u16,
     work: PathBuf,
+    /// The real node and the real Dragonfly on it (not against an external cluster).
+    real: Option<Real>,
+}
+
+/// What runs pods for real: the node, Dragonfly's scheduler and dfdaemon, and the origin they
+/// download from.
+struct Real {
+    node: std::sync::Mutex<Node>,
+    dragonfly: std::sync::Mutex<Dragonfly>,
+    origin: Origin,
+    /// The origin's files and their SHA-256, by name.
+    files: std::collections::BTreeMap<String, String>,
+    _work: tempfile::TempDir,
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -84,14 +100,48 @@ impl Env {
                 (repository, digest)
             }
         };
+        // A real node unless the cluster is someone else's: its bridge comes first, because the
+        // API server listens on the node's address so that pods reach it.
+        let real = std::env::var_os("E2E_KUBECONFIG").is_none().then(|| {
+            let work = tempfile::tempdir().unwrap();
+            let node = Node::prepare(&work.path().join("node"));
+            (work, node)
+        });
         let (plane, webhook_host) = match std::env::var_os("E2E_KUBECONFIG") {
             Some(kubeconfig) => {
                 let host = std::env::var("E2E_WEBHOOK_HOST")
                     .expect("E2E_WEBHOOK_HOST: this host's address as the cluster sees it");
                 (ControlPlane::external(kubeconfig.into()), host.parse().expect("E2E_WEBHOOK_HOST is an IP address"))
             }
-            None => (ControlPlane::start(&control_plane_binaries()), std::net::IpAddr::from([127, 0, 0, 1])),
+            None => {
+                let options = Options { address: NODE_IP.parse().unwrap(), node: true };
+                (ControlPlane::start_with(&control_plane_binaries(), &options), std::net::IpAddr::from([127, 0, 0, 1]))
+            }
         };
+        let real = real.map(|(work, mut node)| {
+            node.join(&plane, &control_plane_binaries(), &registry.host);
+            import_app_images(&node);
+            let dragonfly =
+                Dragonfly::start(&work.path().join("dragonfly"), std::path::Path::new("/var/run/dragonfly"), NODE_IP);
+            let mut served = std::collections::BTreeMap::new();
+            let mut files = std::collections::BTreeMap::new();
+            // Above and below 4 MiB: dfdaemon asks the scheduler only for the larger.
+            for (name, size, seed) in [("blob-8MiB", 8 * 1024 * 1024 + 4099, 8u8), ("blob-1MiB", 1024 * 1024, 1u8)] {
+                let bytes = blob(size, seed);
+                let sum = sha256_hex(&bytes);
+                served.insert(format!("{name}.sha256"), format!("{sum}  {name}\n").into_bytes());
+                served.insert(name.to_owned(), bytes);
+                files.insert(name.to_owned(), sum);
+            }
+            let origin = Origin::start(served);
+            Real {
+                node: std::sync::Mutex::new(node),
+                dragonfly: std::sync::Mutex::new(dragonfly),
+                origin,
+                files,
+                _work: work,
+            }
+        });
         let listen_host = if webhook_host.is_loopback() { "127.0.0.1" } else { "0.0.0.0" };
         let work = plane.dir.path().join("webhook");
         std::fs::create_dir_all(&work).unwrap();
@@ -203,6 +253,7 @@ impl Env {
             webhook_host,
             admin_port,
             work,
+            real,
         };
         env.start_webhook();
         env
@@ -613,6 +664,140 @@ fn demo(env: &Env) {
     );
 }
 
+/// The application images the node scenarios run, built here and imported into the node.
+const BUSYBOX: &str = "registry.local/e2e/busybox:1";
+
+/// A static busybox root: no libc at all, like a distroless image.
+fn busybox_image(name: &str) -> Image {
+    let list = succeed(Command::new("/bin/busybox").arg("--list"));
+    let mut image = Image::new(name)
+        .host_file("/bin/busybox", 0o755, std::path::Path::new("/bin/busybox"))
+        .dir("/tmp", 0o1777)
+        .dir("/etc", 0o755)
+        .dir("/root", 0o700)
+        .env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for applet in String::from_utf8(list.stdout).unwrap().lines().filter(|a| *a != "busybox") {
+        image = image.symlink(&format!("/bin/{applet}"), "busybox");
+    }
+    image
+}
+
+fn import_app_images(node: &Node) {
+    node.import(&busybox_image(BUSYBOX));
+}
+
+/// A pod for the real node: tolerates its taint, runs `script` once with `sh -c`, never pulls
+/// its image, and goes quickly when deleted.
+fn node_pod(name: &str, image: &str, script: &str, annotations: Value) -> Value {
+    let (key, value) = TAINT.split_once('=').unwrap();
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "tolerations": [{"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"}],
+            "containers": [{"name": "app", "image": image, "imagePullPolicy": "Never", "command": ["sh", "-c", script]}]}})
+}
+
+impl Env {
+    fn real(&self) -> &Real {
+        self.real.as_ref().expect("a real node (not against an external cluster)")
+    }
+
+    /// Creates `manifest` in `namespace` and waits until the pod has run to completion; returns
+    /// the pod as stored then. Panics with the pod's state and the kubelet's log if it fails.
+    fn run_pod(&self, namespace: &str, manifest: &Value) -> Value {
+        let name = manifest["metadata"]["name"].as_str().unwrap();
+        let output = self.plane.kubectl_stdin(&["create", "-n", namespace, "-f", "-"], &manifest.to_string());
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let pod = self.get("pod", namespace, name);
+            match pod["status"]["phase"].as_str() {
+                Some("Succeeded") => return pod,
+                Some("Failed") => panic!("pod {name} failed: {}\n{}", pod["status"], self.pod_logs(namespace, name)),
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                let node = self.real().node.lock().unwrap();
+                let kubelet: Vec<String> = node.log("kubelet").lines().rev().take(40).map(str::to_owned).collect();
+                panic!("pod {name} did not finish: {}\nkubelet:\n{}", pod["status"], kubelet.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn pod_logs(&self, namespace: &str, name: &str) -> String {
+        String::from_utf8_lossy(&self.kubectl(&["logs", "-n", namespace, name, "--all-containers", "--prefix"]).stdout)
+            .into_owned()
+    }
+}
+
+fn init_exit_codes(pod: &Value) -> Vec<(String, i64)> {
+    pod["status"]["initContainerStatuses"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_owned(),
+                        s["state"]["terminated"]["exitCode"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The heart of it: an annotated pod starts on a real node, the tools init container copies the
+/// Dragonfly tools, and dfget from the app container's PATH downloads a file larger than 4 MiB
+/// (so dfdaemon asks the real scheduler) through the mounted socket into the pod's own
+/// filesystem, with nothing but the injected environment. The origin listens on the host's
+/// loopback, which the pod cannot reach: the bytes came through dfdaemon.
+fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
+    env.namespace("e2e-node", &[]);
+    let real = env.real();
+    let url = real.origin.url("blob-8MiB");
+    let script = format!("set -e; dfget --version; dfget '{url}' -O /tmp/blob; sha256sum /tmp/blob; ls -l /tmp/blob");
+    let before = real.origin.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let pod = env
+        .run_pod("e2e-node", &node_pod("dfget-download", BUSYBOX, &script, json!({"dragonfly.io/inject-p2p": "true"})));
+    assert_eq!(init_exit_codes(&pod), [("dragonfly-tools".to_owned(), 0)], "{}", pod["status"]);
+    let logs = env.pod_logs("e2e-node", "dfget-download");
+    assert!(
+        logs.contains(&format!("{}  /tmp/blob", real.files["blob-8MiB"])),
+        "the downloaded file's SHA-256 matches the origin's:\n{logs}"
+    );
+    assert!(logs.contains(&format!("dfget {}", common::pinned("DRAGONFLY_CLIENT_VERSION"))), "{logs}");
+    assert!(
+        real.origin.requests.load(std::sync::atomic::Ordering::Relaxed) > before,
+        "dfdaemon fetched from the origin"
+    );
+    let log = real.dragonfly.lock().unwrap().log("dfdaemon");
+    assert!(
+        log.contains("blob-8MiB"),
+        "dfdaemon handled the task:\n{}",
+        log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Under Pod Security `baseline` the socket (a hostPath) is left out, and the pod must still
+/// start and run the copied tools: injection never breaks a pod.
+fn a_baseline_pod_starts_without_the_socket_and_runs_dfget(env: &Env) {
+    // The namespace exists from baseline_namespace_gets_no_socket_and_a_warning when both run.
+    if !env.kubectl(&["get", "namespace", "e2e-baseline"]).status.success() {
+        env.namespace("e2e-baseline", &[("pod-security.kubernetes.io/enforce", "baseline")]);
+        let probe = pod("probe", json!({"dragonfly.io/inject-p2p": "true"}));
+        env.wait_until_webhook_knows("e2e-baseline", &probe, |p| is_injected(p) && !p.to_string().contains("hostPath"));
+    }
+    let script = "set -e; dfget --version; test ! -e /var/run/dragonfly/dfdaemon.sock && echo no-socket";
+    let pod = env.run_pod(
+        "e2e-baseline",
+        &node_pod("baseline-run", BUSYBOX, script, json!({"dragonfly.io/inject-p2p": "true"})),
+    );
+    assert!(is_injected(&pod) && !pod.to_string().contains("hostPath"), "{pod}");
+    assert_eq!(init_exit_codes(&pod), [("dragonfly-tools".to_owned(), 0)], "{}", pod["status"]);
+    let logs = env.pod_logs("e2e-baseline", "baseline-run");
+    assert!(logs.contains("no-socket") && logs.contains("dfget "), "{logs}");
+}
+
 type Scenario = (&'static str, fn(&Env));
 
 fn main() {
@@ -628,6 +813,15 @@ fn main() {
             server_side_dry_run_shows_the_injection_and_stores_nothing,
         ),
         ("native_sidecars_and_newer_fields_are_stored_intact", native_sidecars_and_newer_fields_are_stored_intact),
+        // On the real node (while the registry serves the tools image the kubelet pulls).
+        (
+            "an_injected_pod_downloads_with_dfget_through_dfdaemon",
+            an_injected_pod_downloads_with_dfget_through_dfdaemon,
+        ),
+        (
+            "a_baseline_pod_starts_without_the_socket_and_runs_dfget",
+            a_baseline_pod_starts_without_the_socket_and_runs_dfget,
+        ),
         (
             "reinvocation_injects_a_container_another_webhook_adds",
             reinvocation_injects_a_container_another_webhook_adds,
@@ -648,6 +842,25 @@ fn main() {
         let plane = ControlPlane::start(&control_plane_binaries());
         println!("KUBECONFIG={}", plane.kubeconfig.display());
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        return;
+    }
+    if args.iter().any(|a| a == "--stack") {
+        // For development: the whole stack, to create one's own pods against, until standard
+        // input closes. Images go into the node's containerd (`ctr -n k8s.io images import`).
+        let mut env = Env::setup();
+        let real = env.real();
+        println!("KUBECONFIG={}", env.plane.kubeconfig.display());
+        println!("CONTAINERD_ADDRESS={}", common::node::CONTAINERD_SOCKET);
+        println!("REGISTRY={}", env.registry.lock().unwrap().host);
+        println!("TOOLS_IMAGE={}", env.pinned_image);
+        println!("ORIGIN_URL={}", real.origin.url("").trim_end_matches('/'));
+        println!("NODE_TOLERATION={TAINT}:NoSchedule");
+        println!("READY");
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        env.stop_webhook();
+        if let Some(real) = env.real.take() {
+            real.node.into_inner().unwrap().teardown(&env.plane);
+        }
         return;
     }
     if args.iter().any(|a| a == "--demo") {
@@ -671,7 +884,7 @@ fn main() {
         return;
     }
     println!("running {} end-to-end scenarios", selected.len());
-    let env = match catch_unwind(Env::setup) {
+    let mut env = match catch_unwind(Env::setup) {
         Ok(env) => env,
         Err(_) => {
             println!("0 passed, {} failed", selected.len());
@@ -705,6 +918,31 @@ fn main() {
         );
     }
     env.stop_webhook();
+    if let Some(real) = env.real.take() {
+        // The node goes first (its pods through the API server), then Dragonfly; then nothing
+        // of it may be left on the machine.
+        let started = Instant::now();
+        let mut node = real.node.into_inner().unwrap();
+        node.teardown(&env.plane);
+        let changed = node.sysctls_changed();
+        drop(real.dragonfly);
+        drop(node);
+        let left = common::node::leftovers();
+        if left.is_empty() && changed.is_empty() {
+            passed += 1;
+            println!(
+                "test the_node_leaves_the_machine_as_it_found_it ... ok ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+        } else {
+            failed += 1;
+            println!(
+                "test the_node_leaves_the_machine_as_it_found_it ... FAILED\n{}\n{}",
+                left.join("\n"),
+                changed.join("\n")
+            );
+        }
+    }
     drop(env);
     println!("{passed} passed, {failed} failed");
     if failed > 0 {

@@ -1,17 +1,37 @@
 //! A real Kubernetes control plane on loopback for the end-to-end tests: etcd, kube-apiserver
 //! and kube-controller-manager built by scripts/kubernetes.sh, with certificates made here.
-//! No scheduler and no kubelet: pods are stored, never run, which is all admission needs.
+//! With [`Options::node`] it also runs kube-scheduler and is ready for the kubelet of
+//! [`super::node::Node`]; without, pods are stored, never run, which is all admission needs.
 
-use super::{registry::free_port, Pki};
+use super::{registry::free_port, Leaf, Pki};
 use base64::Engine as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How to start a control plane.
+pub struct Options {
+    /// Where the API server listens and what it advertises: loopback, or the node's bridge
+    /// address when a kubelet joins (pods reach it there).
+    pub address: std::net::IpAddr,
+    /// Ready for a kubelet: Node authorization, kubelet client credentials, a scheduler.
+    pub node: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { address: "127.0.0.1".parse().unwrap(), node: false }
+    }
+}
+
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// The API server's address, as clients and pods reach it.
+    pub server: String,
+    /// The cluster's CA (`None` for an external cluster).
+    pub pki: Option<Pki>,
     /// kubectl of the same version as the API server, built with it.
     pub kubectl: PathBuf,
     children: Vec<(String, Child)>,
@@ -45,18 +65,24 @@ impl ControlPlane {
         ControlPlane {
             dir: tempfile::tempdir().unwrap(),
             kubeconfig,
+            server: String::new(),
+            pki: None,
             kubectl: PathBuf::from("kubectl"),
             children: Vec::new(),
         }
     }
 
     pub fn start(binaries: &Path) -> ControlPlane {
+        ControlPlane::start_with(binaries, &Options::default())
+    }
+
+    pub fn start_with(binaries: &Path, options: &Options) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().to_owned();
         let path = |name: &str| base.join(name);
         let pki = Pki::new("kubernetes-ca");
         std::fs::write(path("ca.crt"), &pki.ca_pem).unwrap();
-        pki.leaf("kube-apiserver").write_pair(dir.path());
+        pki.leaf_for("kube-apiserver", options.address).write_pair(dir.path());
         let admin = pki.client("admin", "system:masters");
         let service_accounts = rcgen::KeyPair::generate().unwrap();
         std::fs::write(path("sa.key"), service_accounts.serialize_pem()).unwrap();
@@ -65,22 +91,17 @@ impl ControlPlane {
         let etcd_port = free_port();
         let peer_port = free_port();
         let api_port = free_port();
-        let server = format!("https://127.0.0.1:{api_port}");
-        let kubeconfig = path("admin.kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\n\
-                 users:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
-                 contexts:\n- name: e2e\n  context: {{cluster: e2e, user: admin}}\ncurrent-context: e2e\n",
-                b64(&pki.ca_pem),
-                b64(&admin.cert_pem),
-                b64(&admin.key_pem)
-            ),
-        )
-        .unwrap();
-
-        let mut plane = ControlPlane { dir, kubeconfig, kubectl: binaries.join("kubectl"), children: Vec::new() };
+        let server = format!("https://{}:{api_port}", options.address);
+        let mut plane = ControlPlane {
+            dir,
+            kubeconfig: path("admin.kubeconfig"),
+            server,
+            pki: None,
+            kubectl: binaries.join("kubectl"),
+            children: Vec::new(),
+        };
+        plane.pki = Some(pki);
+        plane.write_kubeconfig(&path("admin.kubeconfig"), &admin);
         let etcd = format!("http://127.0.0.1:{etcd_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         plane.spawn(
@@ -101,8 +122,8 @@ impl ControlPlane {
             "kube-apiserver",
             Command::new(binaries.join("kube-apiserver")).args([
                 &format!("--etcd-servers={etcd}"),
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                &format!("--bind-address={}", options.address),
+                &format!("--advertise-address={}", options.address),
                 &format!("--secure-port={api_port}"),
                 &format!("--tls-cert-file={}", path("tls.crt").display()),
                 &format!("--tls-private-key-file={}", path("tls.key").display()),
@@ -111,11 +132,31 @@ impl ControlPlane {
                 &format!("--service-account-key-file={}", path("sa.pub").display()),
                 &format!("--service-account-signing-key-file={}", path("sa.key").display()),
                 "--service-cluster-ip-range=10.96.0.0/16",
-                "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
                 &format!("--cert-dir={}", path("apiserver-certs").display()),
-            ]),
+            ])
+            .args(if options.node {
+                // A kubelet joins: the Node authorizer and NodeRestriction, the API server's own
+                // client certificate for logs and exec, and webhooks called at their endpoints
+                // (there is no kube-proxy to route a Service's cluster IP).
+                let client = plane.pki.as_ref().unwrap().client("kube-apiserver-kubelet-client", "system:masters");
+                let (cert, key) = (path("kubelet-client.crt"), path("kubelet-client.key"));
+                std::fs::write(&cert, &client.cert_pem).unwrap();
+                std::fs::write(&key, &client.key_pem).unwrap();
+                vec![
+                    "--authorization-mode=Node,RBAC".to_owned(),
+                    "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,NodeRestriction,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook".to_owned(),
+                    format!("--kubelet-client-certificate={}", cert.display()),
+                    format!("--kubelet-client-key={}", key.display()),
+                    "--kubelet-preferred-address-types=InternalIP".to_owned(),
+                    "--enable-aggregator-routing=true".to_owned(),
+                ]
+            } else {
+                vec![
+                    "--authorization-mode=RBAC".to_owned(),
+                    "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook".to_owned(),
+                ]
+            }),
         );
         plane.wait_until(Duration::from_secs(90), "kube-apiserver ready", |plane| {
             plane.kubectl(&["get", "--raw", "/readyz"]).status.success()
@@ -134,14 +175,49 @@ impl ControlPlane {
                 &format!("--cert-dir={}", path("kcm-certs").display()),
                 &format!("--service-account-private-key-file={}", path("sa.key").display()),
                 &format!("--root-ca-file={}", path("ca.crt").display()),
+                // Its default creates /usr/libexec/kubernetes/kubelet-plugins/volume/exec.
+                &format!("--flex-volume-plugin-dir={}", path("kcm-flexvolume").display()),
                 "--controllers=*",
             ]),
         );
+        if options.node {
+            let scheduler_port = free_port();
+            plane.spawn(
+                "kube-scheduler",
+                Command::new(binaries.join("kube-scheduler")).args([
+                    &format!("--kubeconfig={}", plane.kubeconfig.display()),
+                    &format!("--authentication-kubeconfig={}", plane.kubeconfig.display()),
+                    &format!("--authorization-kubeconfig={}", plane.kubeconfig.display()),
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    &format!("--secure-port={scheduler_port}"),
+                ]),
+            );
+        }
         // The service account controller creates `default` in each namespace; pods need it.
         plane.wait_until(Duration::from_secs(60), "default service account", |plane| {
             plane.kubectl(&["get", "serviceaccount", "default", "-n", "default"]).status.success()
         });
         plane
+    }
+
+    /// Writes a kubeconfig for this cluster with `user`'s client certificate; returns `path`.
+    pub fn write_kubeconfig(&self, path: &Path, user: &Leaf) -> PathBuf {
+        let ca = &self.pki.as_ref().expect("a control plane started by this test").ca_pem;
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+                 users:\n- name: user\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
+                 contexts:\n- name: e2e\n  context: {{cluster: e2e, user: user}}\ncurrent-context: e2e\n",
+                self.server,
+                b64(ca),
+                b64(&user.cert_pem),
+                b64(&user.key_pem)
+            ),
+        )
+        .unwrap();
+        path.to_owned()
     }
 
     fn spawn(&mut self, name: &str, command: &mut Command) {

@@ -4,6 +4,9 @@
 
 pub mod bake;
 pub mod cluster;
+pub mod dragonfly;
+pub mod node;
+pub mod oci;
 pub mod registry;
 pub mod token;
 

@@ -1,0 +1,337 @@
+//! A real Dragonfly on the test node, as Dragonfly's chart deploys it: the Go scheduler without a
+//! manager, and dfdaemon on the host network with its socket in a host directory and its proxy
+//! on port 4001 of the node's address. Both are built from source by scripts/dragonfly.sh. An
+//! [`Origin`] on loopback serves the files pods download: only dfdaemon (host network) can reach
+//! it, so a pod that got the bytes got them through Dragonfly.
+
+use super::cluster::spawn_tied;
+use super::registry::free_port;
+use super::{cached_tool_lines, text};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// dfdaemon's proxy port in Dragonfly's chart, which the webhook injects by default.
+pub const PROXY_PORT: u16 = 4001;
+
+/// The Dragonfly client's binaries (dfdaemon and the tools) and the scheduler, from the cache.
+pub struct Binaries {
+    pub client: PathBuf,
+    pub scheduler: PathBuf,
+}
+
+pub fn binaries() -> Binaries {
+    let client = cached_tool_lines("dragonfly.sh", &["client", "--profile", "test", "linux/amd64"]);
+    let scheduler = cached_tool_lines("dragonfly.sh", &["scheduler"]);
+    let second = |line: &str| PathBuf::from(line.split_whitespace().nth(1).expect("NAME PATH"));
+    Binaries { client: second(&client[0]), scheduler: second(&scheduler[0]) }
+}
+
+/// A loopback HTTP/1.1 origin with GET, HEAD and byte ranges (dfdaemon downloads pieces with
+/// Range requests). Counts the requests it served, so a test can tell a cache hit.
+pub struct Origin {
+    pub port: u16,
+    pub requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    pub fn start(files: BTreeMap<String, Vec<u8>>) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files = Arc::new(files);
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counter, stopping) = (requests.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (files, counter) = (files.clone(), counter.clone());
+                std::thread::spawn(move || serve(stream, &files, &counter));
+            }
+        });
+        Origin { port, requests, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, counter: &AtomicUsize) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    // Bounded: a connection serves at most this many requests.
+    for _ in 0..10_000 {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let path = target.split('?').next().unwrap_or("/").trim_start_matches('/');
+        let Some(body) = files.get(path) else {
+            let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        };
+        let range = headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| {
+            let (start, end) = r.split_once('-')?;
+            let start: usize = start.parse().ok()?;
+            let end: usize =
+                if end.is_empty() { body.len() - 1 } else { end.parse::<usize>().ok()?.min(body.len() - 1) };
+            (start <= end && start < body.len()).then_some((start, end))
+        });
+        let (status, slice, extra) = match range {
+            Some((start, end)) => (
+                "206 Partial Content",
+                &body[start..=end],
+                format!("Content-Range: bytes {start}-{end}/{}\r\n", body.len()),
+            ),
+            None => ("200 OK", &body[..], String::new()),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nContent-Type: application/octet-stream\r\n{extra}\r\n",
+            slice.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        if method != "HEAD" && writer.write_all(slice).is_err() {
+            return;
+        }
+    }
+}
+
+/// A file of `size` bytes no compressor shortens, the same on every run.
+pub fn blob(size: usize, seed: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    let mut block = Sha256::digest([seed]).to_vec();
+    while out.len() < size {
+        block = Sha256::digest(&block).to_vec();
+        out.extend_from_slice(&block);
+    }
+    out.truncate(size);
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// The scheduler and dfdaemon, running.
+pub struct Dragonfly {
+    pub dir: PathBuf,
+    /// The host directory holding dfdaemon's socket.
+    pub socket_dir: PathBuf,
+    pub metrics_port: u16,
+    binaries: Binaries,
+    address: String,
+    scheduler: Option<Child>,
+    dfdaemon: Option<Child>,
+}
+
+impl Dragonfly {
+    /// Starts the scheduler on loopback and dfdaemon with its proxy on `address`:4001 and its
+    /// socket in `socket_dir` (created here).
+    pub fn start(dir: &Path, socket_dir: &Path, address: &str) -> Dragonfly {
+        let binaries = binaries();
+        std::fs::create_dir_all(dir).unwrap();
+        let scheduler_port = free_port();
+        std::fs::write(
+            dir.join("scheduler.yaml"),
+            format!(
+                "server:\n  advertiseIP: 127.0.0.1\n  listenIP: 127.0.0.1\n  port: {scheduler_port}\n  host: scheduler-e2e\n  \
+                 logDir: {logs}\n  pluginDir: {plugins}\n  cacheDir: {cache}\n  dataDir: {data}\n\
+                 job:\n  enable: false\nmetrics:\n  enable: false\n",
+                logs = dir.join("scheduler-log").display(),
+                plugins = dir.join("scheduler-plugins").display(),
+                cache = dir.join("scheduler-cache").display(),
+                data = dir.join("scheduler-data").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("scheduler-dynconfig.yaml"),
+            "applications: []\nseedPeerClusterConfig:\n  loadLimit: 2000\nschedulerClusterConfig:\n  candidateParentLimit: 3\n  \
+             filterParentLimit: 15\nschedulerClusterClientConfig:\n  loadLimit: 200\n",
+        )
+        .unwrap();
+        let mut dragonfly = Dragonfly {
+            dir: dir.to_owned(),
+            socket_dir: socket_dir.to_owned(),
+            metrics_port: free_port(),
+            binaries,
+            address: address.to_owned(),
+            scheduler: None,
+            dfdaemon: None,
+        };
+        dragonfly.scheduler = Some(spawn_tied(
+            Command::new(&dragonfly.binaries.scheduler)
+                .arg("--config")
+                .arg(dir.join("scheduler.yaml"))
+                .arg("--dynconfig")
+                .arg(dir.join("scheduler-dynconfig.yaml"))
+                .arg("--console"),
+            &dir.join("scheduler.log"),
+        ));
+        dragonfly.wait(Duration::from_secs(60), "the scheduler's port", || {
+            TcpStream::connect(("127.0.0.1", scheduler_port)).is_ok()
+        });
+        std::fs::write(
+            dir.join("dfdaemon-dynconfig.yaml"),
+            format!("scheduler:\n  addrs: ['127.0.0.1:{scheduler_port}']\n"),
+        )
+        .unwrap();
+        dragonfly.start_dfdaemon();
+        dragonfly
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.socket_dir.join("dfdaemon.sock")
+    }
+
+    fn start_dfdaemon(&mut self) {
+        let dir = &self.dir;
+        std::fs::create_dir_all(&self.socket_dir).unwrap();
+        // Every port but the proxy's is free-picked; the proxy is where the webhook points pods.
+        let config = format!(
+            "host:\n  hostname: dfi-node\n  ip: 127.0.0.1\n\
+             server:\n  pluginDir: {plugins}\n  cacheDir: {cache}\n\
+             download:\n  server:\n    socketPath: {socket}\n\
+             upload:\n  server:\n    ip: 127.0.0.1\n    port: {upload}\n\
+             storage:\n  dir: {storage}\n  keep: false\n  server:\n    ip: 127.0.0.1\n    tcpPort: {tcp}\n    quicPort: {quic}\n\
+             health:\n  server:\n    ip: 127.0.0.1\n    port: {health}\n\
+             metrics:\n  server:\n    ip: 127.0.0.1\n    port: {metrics}\n\
+             stats:\n  server:\n    ip: 127.0.0.1\n    port: {stats}\n\
+             proxy:\n  server:\n    ip: {address}\n    port: {PROXY_PORT}\n  rules:\n    - regex: '.*'\n",
+            plugins = dir.join("dfdaemon-plugins").display(),
+            cache = dir.join("dfdaemon-cache").display(),
+            socket = self.socket().display(),
+            upload = free_port(),
+            storage = dir.join("dfdaemon-storage").display(),
+            tcp = free_port(),
+            quic = free_port(),
+            health = free_port(),
+            metrics = self.metrics_port,
+            stats = free_port(),
+            address = self.address,
+        );
+        std::fs::write(dir.join("dfdaemon.yaml"), config).unwrap();
+        let _ = std::fs::remove_file(self.socket());
+        self.dfdaemon = Some(spawn_tied(
+            Command::new(self.binaries.client.join("dfdaemon"))
+                .arg("--config")
+                .arg(dir.join("dfdaemon.yaml"))
+                .arg("--dynconfig")
+                .arg(dir.join("dfdaemon-dynconfig.yaml"))
+                .arg("--log-dir")
+                .arg(dir.join("dfdaemon-log"))
+                .arg("--console"),
+            &dir.join("dfdaemon.log"),
+        ));
+        let socket = self.socket();
+        let address = self.address.clone();
+        self.wait(Duration::from_secs(60), "dfdaemon's socket and proxy", || {
+            socket.exists() && TcpStream::connect((address.as_str(), PROXY_PORT)).is_ok()
+        });
+    }
+
+    /// Stops dfdaemon and starts it again (it deletes and recreates its socket), as a DaemonSet
+    /// rollout does.
+    pub fn restart_dfdaemon(&mut self) {
+        if let Some(mut child) = self.dfdaemon.take() {
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start_dfdaemon();
+    }
+
+    /// dfdaemon's Prometheus metrics.
+    pub fn metrics(&self) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Runs a Dragonfly tool on the host (the same binary the tools image carries).
+    pub fn tool(&self, name: &str) -> Command {
+        Command::new(self.binaries.client.join(name))
+    }
+
+    fn wait(&mut self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check() {
+                return;
+            }
+            for (name, child) in [("scheduler", &mut self.scheduler), ("dfdaemon", &mut self.dfdaemon)] {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    panic!("{name} exited ({status}) while waiting for {what}:\n{}", tail.join("\n"));
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                text(self.log("dfdaemon").as_bytes())
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Dragonfly {
+    fn drop(&mut self) {
+        for child in [self.dfdaemon.take(), self.scheduler.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+}
