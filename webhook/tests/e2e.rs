@@ -20,6 +20,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const RELEASE_NAMESPACE: &str = "dragonfly-system";
+/// Where the node's dfdaemon keeps its socket: deliberately not dfget's default directory.
+const HOST_SOCKET_DIR: &str = "/run/dfi-e2e/dragonfly";
 const FULLNAME: &str = "df-dragonfly-injector";
 
 struct Env {
@@ -122,7 +124,7 @@ impl Env {
             node.join(&plane, &control_plane_binaries(), &registry.host);
             import_app_images(&node);
             let dragonfly =
-                Dragonfly::start(&work.path().join("dragonfly"), std::path::Path::new("/var/run/dragonfly"), NODE_IP);
+                Dragonfly::start(&work.path().join("dragonfly"), std::path::Path::new(HOST_SOCKET_DIR), NODE_IP);
             let mut served = std::collections::BTreeMap::new();
             let mut files = std::collections::BTreeMap::new();
             // Above and below 4 MiB: dfdaemon asks the scheduler only for the larger.
@@ -193,6 +195,9 @@ impl Env {
                     "tools.refreshInterval=2s",
                     "--set",
                     &format!("registry.plainHttp={{{}}}", registry.host),
+                    // Not dfget's default: pods must still find it where dfget looks.
+                    "--set",
+                    &format!("socket.path={HOST_SOCKET_DIR}/dfdaemon.sock"),
                 ]),
         );
 
@@ -347,12 +352,9 @@ fn assert_fully_injected(env: &Env, pod: &Value) {
     let spec = &pod["spec"];
     let app = &spec["containers"][0];
     let names = env_names(app);
-    assert_eq!(
-        &names[..4],
-        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"],
-        "{names:?}"
-    );
-    assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
+    assert_eq!(&names[..3], ["HOST_IP", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON"], "{names:?}");
+    assert!(!names.contains(&"PATH".to_owned()), "the image's own PATH stays: {names:?}");
+    assert_eq!(app["env"][1]["value"], "http://$(HOST_IP):4001");
     let init = &spec["initContainers"][0];
     assert_eq!(init["name"], "dragonfly-tools");
     assert_eq!(init["image"], env.pinned_image.as_str(), "pinned to the index digest from the registry");
@@ -360,10 +362,12 @@ fn assert_fully_injected(env: &Env, pod: &Value) {
     assert!(volumes.iter().any(|v| v["name"] == "dragonfly-tools" && v["emptyDir"].is_object()));
     assert!(volumes
         .iter()
-        .any(|v| v["hostPath"]["path"] == "/var/run/dragonfly" && v["hostPath"]["type"] == "DirectoryOrCreate"));
+        .any(|v| v["hostPath"]["path"] == HOST_SOCKET_DIR && v["hostPath"]["type"] == "DirectoryOrCreate"));
     let mounts: Vec<&str> =
         app["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
-    assert!(mounts.contains(&"/var/run/dragonfly") && mounts.contains(&"/dragonfly/bin"), "{mounts:?}");
+    for wanted in ["/var/run/dragonfly", "/dragonfly/bin", "/usr/local/bin/dfget"] {
+        assert!(mounts.contains(&wanted), "{wanted}: {mounts:?}");
+    }
 }
 
 fn annotated_pod_is_stored_injected(env: &Env) {
@@ -538,7 +542,7 @@ fn reinvocation_injects_a_container_another_webhook_adds(env: &Env) {
     assert_eq!(containers[1]["name"], "added-later");
     assert_eq!(
         &env_names(&containers[1])[..2],
-        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY"],
+        ["HOST_IP", "DRAGONFLY_INJECT_PROXY"],
         "reinvoked for the added container"
     );
     assert_eq!(stored["spec"]["initContainers"].as_array().unwrap().len(), 1, "nothing doubled");
@@ -755,7 +759,13 @@ fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
     env.namespace("e2e-node", &[]);
     let real = env.real();
     let url = real.origin.url("blob-8MiB");
-    let script = format!("set -e; dfget --version; dfget '{url}' -O /tmp/blob; sha256sum /tmp/blob; ls -l /tmp/blob");
+    // dfget finds the socket at its default path although the host keeps it elsewhere; the
+    // proxy is reached at the node's IP (HOST_IP), not at a node name no DNS here resolves.
+    let script = format!(
+        "set -e; dfget --version; dfget '{url}' -O /tmp/blob; sha256sum /tmp/blob; \
+         echo proxy=$DRAGONFLY_INJECT_PROXY; http_proxy=$DRAGONFLY_INJECT_PROXY wget -q -O /tmp/proxied '{url}'; \
+         sha256sum /tmp/proxied"
+    );
     let before = real.origin.requests.load(std::sync::atomic::Ordering::Relaxed);
     let pod = env
         .run_pod("e2e-node", &node_pod("dfget-download", BUSYBOX, &script, json!({"dragonfly.io/inject-p2p": "true"})));
@@ -764,6 +774,11 @@ fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
     assert!(
         logs.contains(&format!("{}  /tmp/blob", real.files["blob-8MiB"])),
         "the downloaded file's SHA-256 matches the origin's:\n{logs}"
+    );
+    assert!(logs.contains(&format!("proxy=http://{NODE_IP}:4001")), "{logs}");
+    assert!(
+        logs.contains(&format!("{}  /tmp/proxied", real.files["blob-8MiB"])),
+        "the same bytes through dfdaemon's proxy:\n{logs}"
     );
     assert!(logs.contains(&format!("dfget {}", common::pinned("DRAGONFLY_CLIENT_VERSION"))), "{logs}");
     assert!(
@@ -798,6 +813,25 @@ fn a_baseline_pod_starts_without_the_socket_and_runs_dfget(env: &Env) {
     assert!(logs.contains("no-socket") && logs.contains("dfget "), "{logs}");
 }
 
+/// An image in the style of conda and CUDA images: its `ENV PATH` puts its own directory first,
+/// and its command is a bare name found only there. Injection must not replace that PATH (the
+/// pod would never start); the tools are reached through the default PATH's /usr/local/bin.
+fn a_conda_style_image_keeps_its_path_and_finds_dfget(env: &Env) {
+    const CONDA: &str = "registry.local/e2e/conda-style:1";
+    let app = "#!/bin/sh\necho \"conda-app runs; PATH=$PATH\"\ndfget --version\n";
+    let image = busybox_image(CONDA)
+        .file("/opt/conda/bin/conda-app", 0o755, app.as_bytes().to_vec())
+        .env("PATH=/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    env.real().node.lock().unwrap().import(&image);
+    let mut manifest = node_pod("conda-style", CONDA, "", json!({"dragonfly.io/inject-p2p": "true"}));
+    manifest["spec"]["containers"][0]["command"] = json!(["conda-app"]);
+    let pod = env.run_pod("e2e-node", &manifest);
+    assert!(is_injected(&pod), "{pod}");
+    let logs = env.pod_logs("e2e-node", "conda-style");
+    assert!(logs.contains("conda-app runs; PATH=/opt/conda/bin:"), "the image's PATH is intact:\n{logs}");
+    assert!(logs.contains("dfget "), "dfget found on the default PATH:\n{logs}");
+}
+
 type Scenario = (&'static str, fn(&Env));
 
 fn main() {
@@ -822,6 +856,7 @@ fn main() {
             "a_baseline_pod_starts_without_the_socket_and_runs_dfget",
             a_baseline_pod_starts_without_the_socket_and_runs_dfget,
         ),
+        ("a_conda_style_image_keeps_its_path_and_finds_dfget", a_conda_style_image_keeps_its_path_and_finds_dfget),
         (
             "reinvocation_injects_a_container_another_webhook_adds",
             reinvocation_injects_a_container_another_webhook_adds,

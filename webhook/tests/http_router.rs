@@ -82,10 +82,7 @@ async fn an_api_server_shaped_pod_is_injected_and_stays_valid() {
     assert!(response["response"].get("warnings").is_none(), "{response}");
     let app = &injected["spec"]["containers"][0];
     let env: Vec<&str> = app["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        env,
-        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH", "HTTP_PROXY", "POD_IP"]
-    );
+    assert_eq!(env, ["HOST_IP", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "HTTP_PROXY", "POD_IP"]);
     assert_eq!(injected["spec"]["initContainers"][0]["image"], IMAGE);
     // The service-account volume and mount are untouched, ours come after them.
     assert_eq!(injected["spec"]["volumes"][0], pod["spec"]["volumes"][0]);

@@ -62,7 +62,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   "pinning" .Values.tools.pinning
   "refreshInterval" .Values.tools.refreshInterval
   "architectures" .Values.tools.architectures
-  "checkNodeArchitectures" .Values.tools.checkNodeArchitectures -}}
+  "checkNodeArchitectures" .Values.tools.checkNodeArchitectures
+  "path" .Values.tools.path
+  "binaries" .Values.tools.binaries
+  "linkDir" .Values.tools.linkDir -}}
+{{- if .Values.tools.runAsUser -}}
+{{- $_ := set $tools "runAsUser" (int .Values.tools.runAsUser) -}}
+{{- end -}}
 {{- $registry := dict "plainHttp" .Values.registry.plainHttp "timeout" .Values.registry.timeout -}}
 {{- if .Values.registry.dockerConfigSecret -}}
 {{- $_ := set $registry "dockerConfig" "/etc/dragonfly-injector/registry/.dockerconfigjson" -}}

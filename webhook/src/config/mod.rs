@@ -91,7 +91,9 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         Self {
             port: Port(4001),
-            host_from: HostFrom::NodeName,
+            // The node's IP always routes to dfdaemon on the host network; node names resolve
+            // only where the cluster's DNS serves them.
+            host_from: HostFrom::HostIp,
             env_name: EnvName::try_from("DRAGONFLY_INJECT_PROXY".to_owned()).expect("valid name"),
         }
     }
@@ -163,6 +165,59 @@ pub struct ToolsConfig {
     /// With cluster access, also compare the index with the platforms of the cluster's nodes
     /// (a watch on node metadata; needs list and watch on nodes).
     pub check_node_architectures: bool,
+    /// How the target containers find the tools: `link` mounts each of `binaries` at
+    /// `linkDir/<tool>` (on every image's default PATH) and never adds PATH to a container that
+    /// has none; `prepend` puts `mountPath` first on PATH, setting PATH where the container has
+    /// none, which replaces the image's own PATH.
+    pub path: ToolsPath,
+    /// The files the tools image installs (its SHA256SUMS), linked one by one in `link` mode.
+    pub binaries: Vec<ToolName>,
+    /// Where `link` mode mounts each tool.
+    pub link_dir: AbsolutePath,
+    /// A fixed user for the init container; by default none is set, so the image's own
+    /// (65532) applies and OpenShift's restricted SCC can assign one from the namespace range.
+    pub run_as_user: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ToolsPath {
+    Link,
+    Prepend,
+}
+
+/// A file name in the tools directory: no slash, not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ToolName(String);
+
+impl TryFrom<String> for ToolName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 255
+            && value != "."
+            && value != ".."
+            && !value.contains('/')
+            && !value.chars().any(char::is_control);
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!("{value:?} is not a file name"))
+        }
+    }
+}
+
+impl From<ToolName> for String {
+    fn from(value: ToolName) -> String {
+        value.0
+    }
+}
+
+impl ToolName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +245,10 @@ impl Default for ToolsConfig {
                 .map(|p| Platform::try_from(p.to_owned()).expect("valid"))
                 .to_vec(),
             check_node_architectures: true,
+            path: ToolsPath::Link,
+            binaries: ["dfget", "dfcache", "dfstore", "dfctl"].map(|t| ToolName(t.to_owned())).to_vec(),
+            link_dir: AbsolutePath::try_from("/usr/local/bin".to_owned()).expect("valid path"),
+            run_as_user: None,
         }
     }
 }
@@ -342,12 +401,18 @@ mod tests {
         assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(300));
         assert_eq!(config.tools.architectures.len(), 2);
         assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(10));
+        assert_eq!(config.proxy.host_from, HostFrom::HostIp);
+        assert_eq!(config.tools.path, ToolsPath::Link);
+        assert_eq!(config.tools.link_dir.as_str(), "/usr/local/bin");
+        let binaries: Vec<&str> = config.tools.binaries.iter().map(ToolName::as_str).collect();
+        assert_eq!(binaries, ["dfget", "dfcache", "dfstore", "dfctl"]);
+        assert_eq!(config.tools.run_as_user, None);
     }
 
     #[test]
     fn every_documented_key_is_read() {
         let text = r#"
-proxy: {port: 65001, hostFrom: hostIP, envName: MY_PROXY}
+proxy: {port: 65001, hostFrom: nodeName, envName: MY_PROXY}
 socket: {enabled: false, path: /var/run/dfdaemon.sock}
 tools:
   image: registry.local:5000/tools:v2
@@ -359,6 +424,10 @@ tools:
   refreshInterval: 90s
   architectures: [linux/amd64, linux/arm/v7]
   checkNodeArchitectures: false
+  path: prepend
+  binaries: [dfget]
+  linkDir: /opt/bin
+  runAsUser: 1000
 transferFromDfdaemon: false
 excludeNamespaces: [kube-system, dragonfly-system]
 registry:
@@ -369,8 +438,12 @@ registry:
 "#;
         let config = Config::from_yaml(text).unwrap();
         assert_eq!(config.proxy.port, Port(65001));
-        assert_eq!(config.proxy.host_from, HostFrom::HostIp);
+        assert_eq!(config.proxy.host_from, HostFrom::NodeName);
         assert_eq!(config.proxy.env_name.as_str(), "MY_PROXY");
+        assert_eq!(config.tools.path, ToolsPath::Prepend);
+        assert_eq!(config.tools.binaries, [ToolName("dfget".to_owned())]);
+        assert_eq!(config.tools.link_dir.as_str(), "/opt/bin");
+        assert_eq!(config.tools.run_as_user, Some(1000));
         assert!(!config.socket.enabled);
         assert_eq!(config.socket.path.as_str(), "/var/run/dfdaemon.sock");
         assert_eq!(config.tools.image.as_str(), "registry.local:5000/tools:v2");
@@ -421,6 +494,10 @@ registry:
             ("tools:\n  pinning: always\n", "tools.pinning", "unknown variant"),
             ("tools:\n  architectures: [arm64]\n", "tools.architectures", "not a platform"),
             ("registry:\n  timeout: 0s\n", "registry.timeout", "longer than zero"),
+            ("tools:\n  path: symlink\n", "tools.path", "unknown variant"),
+            ("tools:\n  binaries: [bin/dfget]\n", "tools.binaries", "not a file name"),
+            ("tools:\n  linkDir: bin\n", "tools.linkDir", "not an absolute path"),
+            ("tools:\n  runAsUser: -1\n", "tools.runAsUser", "expected u32"),
         ];
         for (text, key, reason) in cases {
             let error = Config::from_yaml(text).unwrap_err();

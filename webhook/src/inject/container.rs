@@ -1,5 +1,8 @@
 //! What one target container receives: environment variables in an order that lets Kubernetes
-//! expand `$(VAR)` references, the socket and tools mounts, and the tools directory on `PATH`.
+//! expand `$(VAR)` references, the socket and tools mounts, and the tools on its `PATH`: each
+//! tool mounted into a directory every image already has on its PATH (`link`), and the tools
+//! directory prepended to a PATH the container sets itself. Only in `prepend` mode does a
+//! container without PATH get one, which replaces its image's own.
 
 use super::patch::{PatchBuilder, PatchError};
 use serde_json::{json, Value};
@@ -12,11 +15,21 @@ pub const DEFAULT_LINUX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 pub struct MountPlan {
     pub volume: String,
     pub mount_path: String,
+    /// One file of the volume (a tool linked onto PATH).
+    pub sub_path: Option<String>,
 }
 
 impl MountPlan {
+    pub fn new(volume: &str, mount_path: &str) -> Self {
+        MountPlan { volume: volume.to_owned(), mount_path: mount_path.to_owned(), sub_path: None }
+    }
+
     fn entry(&self) -> Value {
-        json!({"name": self.volume, "mountPath": self.mount_path, "readOnly": true})
+        let mut entry = json!({"name": self.volume, "mountPath": self.mount_path, "readOnly": true});
+        if let Some(sub_path) = &self.sub_path {
+            entry["subPath"] = json!(sub_path);
+        }
+        entry
     }
 }
 
@@ -29,6 +42,10 @@ pub struct ContainerPlan {
     pub transfer_env: Option<Value>,
     pub socket: Option<MountPlan>,
     pub tools: Option<MountPlan>,
+    /// Each tool at its place on the images' default PATH (`link` mode).
+    pub links: Vec<MountPlan>,
+    /// `prepend` mode: a container without PATH gets the tools directory and the default PATH.
+    pub path_for_bare_containers: bool,
 }
 
 fn env_name(entry: &Value) -> &str {
@@ -50,13 +67,13 @@ fn same_env(existing: &Value, ours: &Value) -> bool {
 }
 
 /// Injects one container: whatever of the plan is not there yet.
+/// `base` is the container's JSON pointer (`/spec/containers/0`, `/spec/initContainers/1`).
 pub fn inject_container(
     builder: &mut PatchBuilder,
-    index: usize,
+    base: &str,
     plan: &ContainerPlan,
     warnings: &mut Vec<String>,
 ) -> Result<(), PatchError> {
-    let base = format!("/spec/containers/{index}");
     let env_path = format!("{base}/env");
     let name = builder.get(&format!("{base}/name")).and_then(Value::as_str).unwrap_or_default().to_owned();
     let position =
@@ -105,21 +122,30 @@ pub fn inject_container(
     }
     if let Some(tools) = &plan.tools {
         if mounted(builder, tools, warnings)? {
-            prepend_path(builder, &env_path, &name, &tools.mount_path, after, warnings)?;
+            for link in &plan.links {
+                mounted(builder, link, warnings)?;
+            }
+            prepend_path(builder, &env_path, &name, &tools.mount_path, after, plan.path_for_bare_containers, warnings)?;
         }
     }
     Ok(())
 }
 
+/// The tools directory first on a PATH the container sets by value, once. A container without
+/// PATH keeps its image's (only `prepend` mode sets one, with the common default after it).
 fn prepend_path(
     builder: &mut PatchBuilder,
     env_path: &str,
     container: &str,
     dir: &str,
     insert_at: usize,
+    set_when_missing: bool,
     warnings: &mut Vec<String>,
 ) -> Result<(), PatchError> {
     let Some(index) = builder.array(env_path).iter().position(|e| env_name(e) == "PATH") else {
+        if !set_when_missing {
+            return Ok(());
+        }
         let value = format!("{dir}:{DEFAULT_LINUX_PATH}");
         return builder.insert(env_path, insert_at, json!({"name": "PATH", "value": value}));
     };
@@ -142,21 +168,74 @@ fn prepend_path(
 mod tests {
     use super::*;
 
+    /// `prepend` mode, today's behaviour behind `tools.path: prepend`.
     fn plan() -> ContainerPlan {
         ContainerPlan {
             host_env: json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}),
             proxy_env: json!({"name": "DRAGONFLY_INJECT_PROXY", "value": "http://$(NODE_NAME):4001"}),
             transfer_env: Some(json!({"name": "DFGET_TRANSFER_FROM_DFDAEMON", "value": "true"})),
-            socket: Some(MountPlan { volume: "dragonfly-socket".into(), mount_path: "/var/run/dragonfly".into() }),
-            tools: Some(MountPlan { volume: "dragonfly-tools".into(), mount_path: "/dragonfly/bin".into() }),
+            socket: Some(MountPlan::new("dragonfly-socket", "/var/run/dragonfly")),
+            tools: Some(MountPlan::new("dragonfly-tools", "/dragonfly/bin")),
+            links: Vec::new(),
+            path_for_bare_containers: true,
         }
     }
 
-    fn inject(container: Value) -> (Value, Vec<String>) {
+    /// `link` mode, the default.
+    fn link_plan() -> ContainerPlan {
+        let link = |tool: &str| MountPlan {
+            sub_path: Some(tool.to_owned()),
+            ..MountPlan::new("dragonfly-tools", &format!("/usr/local/bin/{tool}"))
+        };
+        ContainerPlan { links: vec![link("dfget"), link("dfcache")], path_for_bare_containers: false, ..plan() }
+    }
+
+    fn inject_with(container: Value, plan: &ContainerPlan) -> (Value, Vec<String>) {
         let mut builder = PatchBuilder::new(json!({"spec": {"containers": [container]}}));
         let mut warnings = Vec::new();
-        inject_container(&mut builder, 0, &plan(), &mut warnings).unwrap();
+        inject_container(&mut builder, "/spec/containers/0", plan, &mut warnings).unwrap();
         (builder.finish().1["spec"]["containers"][0].clone(), warnings)
+    }
+
+    fn inject(container: Value) -> (Value, Vec<String>) {
+        inject_with(container, &plan())
+    }
+
+    #[test]
+    fn link_mode_mounts_each_tool_on_the_default_path_and_leaves_the_images_path_alone() {
+        let (container, warnings) = inject_with(json!({"name": "app"}), &link_plan());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(names(&container), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON"]);
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert_eq!(mounts[1], json!({"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true}));
+        assert_eq!(
+            mounts[2],
+            json!({"name": "dragonfly-tools", "mountPath": "/usr/local/bin/dfget", "subPath": "dfget", "readOnly": true})
+        );
+        assert_eq!(mounts[3]["mountPath"], "/usr/local/bin/dfcache");
+        let (again, _) = inject_with(container.clone(), &link_plan());
+        assert_eq!(again, container, "a second pass adds nothing");
+    }
+
+    #[test]
+    fn link_mode_still_prepends_to_a_path_the_container_sets() {
+        let (container, _) = inject_with(
+            json!({"name": "app", "env": [{"name": "PATH", "value": "/opt/conda/bin:/usr/bin"}]}),
+            &link_plan(),
+        );
+        let path = container["env"].as_array().unwrap().iter().find(|e| env_name(e) == "PATH").unwrap();
+        assert_eq!(path["value"], "/dragonfly/bin:/opt/conda/bin:/usr/bin");
+    }
+
+    #[test]
+    fn link_mode_skips_a_tool_whose_place_is_taken_with_a_warning() {
+        let mine = json!({"name": "mine", "mountPath": "/usr/local/bin/dfget", "subPath": "x"});
+        let (container, warnings) = inject_with(json!({"name": "app", "volumeMounts": [mine.clone()]}), &link_plan());
+        assert!(warnings.iter().any(|w| w.contains("/usr/local/bin/dfget")), "{warnings:?}");
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert_eq!(mounts.iter().filter(|m| m["mountPath"] == "/usr/local/bin/dfget").count(), 1);
+        assert!(mounts.contains(&mine));
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/usr/local/bin/dfcache"));
     }
 
     fn names(container: &Value) -> Vec<&str> {
@@ -243,7 +322,7 @@ mod tests {
         let (once, _) = inject(json!({"name": "app", "env": [{"name": "X", "value": "1"}]}));
         let mut builder = PatchBuilder::new(json!({"spec": {"containers": [once]}}));
         let mut warnings = Vec::new();
-        inject_container(&mut builder, 0, &plan(), &mut warnings).unwrap();
+        inject_container(&mut builder, "/spec/containers/0", &plan(), &mut warnings).unwrap();
         assert!(builder.finish().0.is_empty());
         assert!(warnings.is_empty());
     }

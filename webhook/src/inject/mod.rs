@@ -14,7 +14,7 @@ pub use patch::{escape_token, PatchOp};
 pub use policy::{NamespaceLabels, SkipReason};
 pub use status::Status;
 
-use crate::config::{Config, HostFrom};
+use crate::config::{Config, HostFrom, ToolsPath};
 use container::{inject_container, ContainerPlan, MountPlan};
 use patch::{PatchBuilder, PatchError};
 use serde_json::{json, Value};
@@ -29,26 +29,48 @@ pub const INIT_CONTAINER: &str = "dragonfly-tools";
 /// them is mounted as a file, never the whole directory.
 const SHARED_SYSTEM_DIRS: [&str; 5] = ["/", "/run", "/var/run", "/tmp", "/var"];
 
+/// Where dfget looks for dfdaemon when not told (`--endpoint`; it reads no environment variable
+/// for it). Inside the pod the socket is always there, wherever the host keeps it.
+pub const DFGET_SOCKET: &str = "/var/run/dragonfly/dfdaemon.sock";
+const DFGET_SOCKET_DIR: &str = "/var/run/dragonfly";
+const DFGET_SOCKET_FILE: &str = "dfdaemon.sock";
+
 /// How the dfdaemon socket reaches the containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketMount {
     pub host_path: String,
     /// `DirectoryOrCreate` for the socket's directory; `Socket` for the file alone.
     pub host_path_type: &'static str,
+    /// Where the containers see it: dfget's default directory, or its default socket path.
+    pub mount_path: &'static str,
     /// The socket file alone is mounted: a dfdaemon restart leaves pods with a dead socket.
     pub file_only: bool,
 }
 
 impl SocketMount {
+    /// The socket's own directory is mounted at dfget's default directory when that shows the
+    /// socket at dfget's default path; otherwise (a shared system directory, or a socket of
+    /// another name) the file alone is mounted at dfget's default path.
     pub fn for_socket(path: &str) -> Self {
-        let parent = match path.rsplit_once('/') {
-            Some(("", _)) | None => "/",
-            Some((parent, _)) => parent,
+        let (parent, file) = match path.rsplit_once('/') {
+            Some(("", file)) => ("/", file),
+            Some((parent, file)) => (parent, file),
+            None => ("/", path),
         };
-        if SHARED_SYSTEM_DIRS.contains(&parent) {
-            SocketMount { host_path: path.to_owned(), host_path_type: "Socket", file_only: true }
+        if SHARED_SYSTEM_DIRS.contains(&parent) || file != DFGET_SOCKET_FILE {
+            SocketMount {
+                host_path: path.to_owned(),
+                host_path_type: "Socket",
+                mount_path: DFGET_SOCKET,
+                file_only: true,
+            }
         } else {
-            SocketMount { host_path: parent.to_owned(), host_path_type: "DirectoryOrCreate", file_only: false }
+            SocketMount {
+                host_path: parent.to_owned(),
+                host_path_type: "DirectoryOrCreate",
+                mount_path: DFGET_SOCKET_DIR,
+                file_only: false,
+            }
         }
     }
 }
@@ -62,6 +84,10 @@ pub struct Settings {
     pub transfer_from_dfdaemon: bool,
     pub socket: Option<SocketMount>,
     pub tools_mount_path: String,
+    pub tools_path: ToolsPath,
+    /// `link` mode: each tool's name and where it is mounted in the target containers.
+    pub tool_links: Vec<(String, String)>,
+    pub run_as_user: Option<u32>,
     pub pull_policy: &'static str,
     pub resources: Value,
     pub image_pull_secrets: Vec<String>,
@@ -74,15 +100,32 @@ impl Settings {
     pub fn new(config: &Config, own_namespace: Option<&str>) -> Result<Self, String> {
         let socket = config.socket.enabled.then(|| SocketMount::for_socket(config.socket.path.as_str()));
         let tools_mount_path = config.tools.mount_path.as_str().to_owned();
+        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{}/", b.trim_end_matches('/')));
         if let Some(socket) = &socket {
-            let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{}/", b.trim_end_matches('/')));
-            if nested(&tools_mount_path, &socket.host_path) || nested(&socket.host_path, &tools_mount_path) {
+            if nested(&tools_mount_path, socket.mount_path) || nested(socket.mount_path, &tools_mount_path) {
                 return Err(format!(
-                    "tools.mountPath {tools_mount_path} overlaps the socket mount {}; choose another directory",
-                    socket.host_path
+                    "tools.mountPath {tools_mount_path} overlaps the socket's mount at {}; choose another directory",
+                    socket.mount_path
                 ));
             }
         }
+        let link_dir = config.tools.link_dir.as_str().trim_end_matches('/');
+        if config.tools.path == ToolsPath::Link
+            && (nested(&tools_mount_path, link_dir) || nested(link_dir, &tools_mount_path))
+        {
+            return Err(format!(
+                "tools.mountPath {tools_mount_path} overlaps tools.linkDir {link_dir}; choose another directory"
+            ));
+        }
+        let tool_links = match config.tools.path {
+            ToolsPath::Link => config
+                .tools
+                .binaries
+                .iter()
+                .map(|tool| (tool.as_str().to_owned(), format!("{link_dir}/{}", tool.as_str())))
+                .collect(),
+            ToolsPath::Prepend => Vec::new(),
+        };
         // The config's own serialisation, minus empty `requests` or `limits`.
         let mut resources = serde_json::to_value(&config.tools.resources).expect("resources serialise");
         if let Some(map) = resources.as_object_mut() {
@@ -98,6 +141,9 @@ impl Settings {
             transfer_from_dfdaemon: config.transfer_from_dfdaemon.0,
             socket,
             tools_mount_path,
+            tools_path: config.tools.path,
+            tool_links,
+            run_as_user: config.tools.run_as_user,
             pull_policy: config.tools.pull_policy.as_str(),
             resources,
             image_pull_secrets: config.tools.image_pull_secrets.iter().map(|s| s.as_str().to_owned()).collect(),
@@ -199,7 +245,8 @@ fn build_patch(
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<PatchOp>, Value, Status), PatchError> {
     let container_names = names_at(&pod, &["/spec/containers"]);
-    let overrides = overrides::read_overrides(&pod, &container_names, settings.proxy_port, warnings);
+    let init_names = names_at(&pod, &["/spec/initContainers"]);
+    let overrides = overrides::read_overrides(&pod, &container_names, &init_names, settings.proxy_port, warnings);
     let existing_status = policy::annotation(&pod, keys::STATUS).cloned();
     let recorded = Status::parse(existing_status.as_ref());
     let recorded = recorded.as_ref();
@@ -232,7 +279,15 @@ fn build_patch(
         status::choose_name(&volume_names, recorded.and_then(|s| s.socket_volume.as_deref()), SOCKET_VOLUME);
     let (init_name, init_present) =
         status::choose_name(&all_container_names, recorded.and_then(|s| s.init_container.as_deref()), INIT_CONTAINER);
-    let target_names: Vec<String> = overrides.targets.iter().map(|&i| container_names[i].to_owned()).collect();
+    // The pod's own init containers, when asked for; never ours (present on a second pass).
+    let init_targets: Vec<usize> =
+        overrides.init_targets.iter().copied().filter(|&i| init_names[i] != init_name.as_str()).collect();
+    let target_names: Vec<String> = overrides
+        .targets
+        .iter()
+        .map(|&i| container_names[i].to_owned())
+        .chain(init_targets.iter().map(|&i| init_names[i].to_owned()))
+        .collect();
     let status = Status {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         containers: target_names,
@@ -274,11 +329,22 @@ fn build_patch(
         transfer_env: settings
             .transfer_from_dfdaemon
             .then(|| json!({"name": "DFGET_TRANSFER_FROM_DFDAEMON", "value": "true"})),
-        socket: socket.map(|s| MountPlan { volume: socket_volume.clone(), mount_path: s.host_path.clone() }),
-        tools: Some(MountPlan { volume: tools_volume.clone(), mount_path: settings.tools_mount_path.clone() }),
+        socket: socket.map(|s| MountPlan::new(&socket_volume, s.mount_path)),
+        tools: Some(MountPlan::new(&tools_volume, &settings.tools_mount_path)),
+        links: settings
+            .tool_links
+            .iter()
+            .map(|(tool, at)| MountPlan { sub_path: Some(tool.clone()), ..MountPlan::new(&tools_volume, at) })
+            .collect(),
+        path_for_bare_containers: settings.tools_path == ToolsPath::Prepend,
     };
     for &index in &overrides.targets {
-        inject_container(&mut builder, index, &plan, warnings)?;
+        inject_container(&mut builder, &format!("/spec/containers/{index}"), &plan, warnings)?;
+    }
+    // Ours was inserted first among init containers when it was not there yet.
+    let shift = usize::from(!init_present);
+    for &index in &init_targets {
+        inject_container(&mut builder, &format!("/spec/initContainers/{}", index + shift), &plan, warnings)?;
     }
 
     // A second pass over an injected pod must yield an empty patch: rewrite the record only
@@ -307,16 +373,19 @@ fn init_container(name: &str, image: &str, volume: &str, settings: &Settings) ->
         "args": ["--to", settings.tools_mount_path],
         "volumeMounts": [{"name": volume, "mountPath": settings.tools_mount_path}],
         // Pod Security `restricted`, so the injected container never makes a pod non-compliant.
+        // No fixed user unless configured: the image runs as 65532, and OpenShift's restricted
+        // SCC assigns one from the namespace's range (a fixed one outside it is refused).
         "securityContext": {
             "runAsNonRoot": true,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     });
+    if let Some(uid) = settings.run_as_user {
+        container["securityContext"]["runAsUser"] = json!(uid);
+    }
     if settings.resources.as_object().is_some_and(|r| !r.is_empty()) {
         container["resources"] = settings.resources.clone();
     }

@@ -10,6 +10,9 @@ use serde_json::Value;
 pub struct Overrides {
     /// Indexes into `spec.containers` of the containers to inject.
     pub targets: Vec<usize>,
+    /// Indexes into the pod's own `spec.initContainers` to inject (only with
+    /// `dragonfly.io/inject-init-containers: "true"`).
+    pub init_targets: Vec<usize>,
     pub proxy_port: u16,
     pub tools_image: Option<String>,
     pub skip_socket: bool,
@@ -22,13 +25,24 @@ fn bad_value(key: &str, value: &Value, why: &str) -> String {
 pub fn read_overrides(
     pod: &Value,
     container_names: &[&str],
+    init_names: &[&str],
     default_port: u16,
     warnings: &mut Vec<String>,
 ) -> Overrides {
-    let all: Vec<usize> = (0..container_names.len()).collect();
-    let targets = match annotation(pod, keys::INJECT_CONTAINERS) {
+    let with_init = match annotation(pod, keys::INJECT_INIT_CONTAINERS) {
+        None => false,
+        Some(Value::String(s)) if s == "true" => true,
+        Some(Value::String(s)) if s == "false" => false,
+        Some(value) => {
+            warnings.push(bad_value(keys::INJECT_INIT_CONTAINERS, value, "is neither \"true\" nor \"false\""));
+            false
+        }
+    };
+    let init_names: &[&str] = if with_init { init_names } else { &[] };
+    let all = ((0..container_names.len()).collect(), (0..init_names.len()).collect());
+    let (targets, init_targets) = match annotation(pod, keys::INJECT_CONTAINERS) {
         None => all,
-        Some(value) => match value.as_str().map(|list| select_containers(list, container_names)) {
+        Some(value) => match value.as_str().map(|list| select_containers(list, container_names, init_names)) {
             Some(Ok(selected)) => selected,
             Some(Err(why)) => {
                 warnings.push(bad_value(keys::INJECT_CONTAINERS, value, &why));
@@ -50,43 +64,57 @@ pub fn read_overrides(
             }
         },
     };
-    let tools_image = match annotation(pod, keys::TOOLS_IMAGE) {
+    let (key, value) = first_of(pod, &[keys::TOOLS_IMAGE, keys::LEGACY_TOOLS_IMAGE]);
+    let tools_image = match value {
         None => None,
         Some(value) => match value.as_str().map(|s| parse_image_ref(s).map(|_| s)) {
             Some(Ok(image)) => Some(image.to_owned()),
             Some(Err(why)) => {
-                warnings.push(bad_value(keys::TOOLS_IMAGE, value, &format!("is invalid ({why})")));
+                warnings.push(bad_value(key, value, &format!("is invalid ({why})")));
                 None
             }
             None => {
-                warnings.push(bad_value(keys::TOOLS_IMAGE, value, "is not a string"));
+                warnings.push(bad_value(key, value, "is not a string"));
                 None
             }
         },
     };
-    let skip_socket = match annotation(pod, keys::SKIP_SOCKET) {
+    let (key, value) = first_of(pod, &[keys::SKIP_SOCKET, keys::LEGACY_SKIP_SOCKET]);
+    let skip_socket = match value {
         None => false,
         Some(Value::String(s)) if s == "true" => true,
         Some(Value::String(s)) if s == "false" => false,
         Some(value) => {
-            warnings.push(bad_value(keys::SKIP_SOCKET, value, "is neither \"true\" nor \"false\""));
+            warnings.push(bad_value(key, value, "is neither \"true\" nor \"false\""));
             false
         }
     };
-    Overrides { targets, proxy_port, tools_image, skip_socket }
+    Overrides { targets, init_targets, proxy_port, tools_image, skip_socket }
 }
 
-fn select_containers(list: &str, container_names: &[&str]) -> Result<Vec<usize>, String> {
+/// The first of `keys` the pod is annotated with, and its value.
+fn first_of<'a>(pod: &'a Value, keys: &[&'static str]) -> (&'static str, Option<&'a Value>) {
+    keys.iter().find_map(|&key| annotation(pod, key).map(|value| (key, Some(value)))).unwrap_or((keys[0], None))
+}
+
+/// The named containers, and init containers when those may be injected (`init_names` is
+/// empty otherwise), as indexes in the pod's order whatever the list's order.
+fn select_containers(
+    list: &str,
+    container_names: &[&str],
+    init_names: &[&str],
+) -> Result<(Vec<usize>, Vec<usize>), String> {
     let wanted: Vec<&str> = list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
     if wanted.is_empty() {
         return Err("names no container".into());
     }
-    let unknown: Vec<&str> = wanted.iter().copied().filter(|name| !container_names.contains(name)).collect();
+    let unknown: Vec<&str> =
+        wanted.iter().copied().filter(|name| !container_names.contains(name) && !init_names.contains(name)).collect();
     if !unknown.is_empty() {
         return Err(format!("names containers the pod does not have ({})", unknown.join(", ")));
     }
-    // Keep the pod's order, whatever the list's order.
-    Ok((0..container_names.len()).filter(|&i| wanted.contains(&container_names[i])).collect())
+    let pick = |names: &[&str]| (0..names.len()).filter(|&i| wanted.contains(&names[i])).collect();
+    Ok((pick(container_names), pick(init_names)))
 }
 
 #[cfg(test)]
@@ -97,7 +125,7 @@ mod tests {
     fn read(annotations: Value) -> (Overrides, Vec<String>) {
         let pod = json!({"metadata": {"annotations": annotations}});
         let mut warnings = Vec::new();
-        let overrides = read_overrides(&pod, &["app", "sidecar", "log"], 4001, &mut warnings);
+        let overrides = read_overrides(&pod, &["app", "sidecar", "log"], &["warm-up"], 4001, &mut warnings);
         (overrides, warnings)
     }
 
@@ -106,7 +134,13 @@ mod tests {
         let (overrides, warnings) = read(json!({}));
         assert_eq!(
             overrides,
-            Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false }
+            Overrides {
+                targets: vec![0, 1, 2],
+                init_targets: vec![],
+                proxy_port: 4001,
+                tools_image: None,
+                skip_socket: false
+            }
         );
         assert!(warnings.is_empty());
     }
@@ -136,7 +170,13 @@ mod tests {
         }));
         assert_eq!(
             overrides,
-            Overrides { targets: vec![0, 1, 2], proxy_port: 4001, tools_image: None, skip_socket: false }
+            Overrides {
+                targets: vec![0, 1, 2],
+                init_targets: vec![],
+                proxy_port: 4001,
+                tools_image: None,
+                skip_socket: false
+            }
         );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
         for (warning, needle) in warnings.iter().zip([
@@ -148,6 +188,48 @@ mod tests {
             assert!(warning.contains(needle), "{warning}");
         }
         assert!(warnings[0].contains("missing"));
+    }
+
+    #[test]
+    fn init_containers_are_injected_only_when_asked_and_can_be_named() {
+        let (overrides, _) = read(json!({}));
+        assert!(overrides.init_targets.is_empty());
+        let (overrides, warnings) = read(json!({"dragonfly.io/inject-init-containers": "true"}));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((overrides.targets, overrides.init_targets), (vec![0, 1, 2], vec![0]));
+        let (overrides, warnings) = read(json!({
+            "dragonfly.io/inject-init-containers": "true",
+            "dragonfly.io/inject-containers": "warm-up,log",
+        }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((overrides.targets, overrides.init_targets), (vec![2], vec![0]));
+        // Without the opt-in an init container's name is not a target.
+        let (overrides, warnings) = read(json!({"dragonfly.io/inject-containers": "warm-up"}));
+        assert!(warnings[0].contains("warm-up"), "{warnings:?}");
+        assert_eq!((overrides.targets, overrides.init_targets), (vec![0, 1, 2], vec![]));
+        let (_, warnings) = read(json!({"dragonfly.io/inject-init-containers": "yes"}));
+        assert!(warnings[0].contains("dragonfly.io/inject-init-containers=\"yes\""), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_go_injectors_annotations_are_accepted_and_ours_win() {
+        let (overrides, warnings) = read(json!({
+            "dragonfly.io/init-container-image": "registry.local/go-style:v1",
+            "dragonfly.io/skip-unix-sock-inject": "true",
+        }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(overrides.tools_image.as_deref(), Some("registry.local/go-style:v1"));
+        assert!(overrides.skip_socket);
+        let (overrides, _) = read(json!({
+            "dragonfly.io/init-container-image": "registry.local/go-style:v1",
+            "dragonfly.io/tools-image": "registry.local/ours:v2",
+            "dragonfly.io/skip-unix-sock-inject": "true",
+            "dragonfly.io/skip-socket": "false",
+        }));
+        assert_eq!(overrides.tools_image.as_deref(), Some("registry.local/ours:v2"));
+        assert!(!overrides.skip_socket);
+        let (_, warnings) = read(json!({"dragonfly.io/skip-unix-sock-inject": "yes"}));
+        assert!(warnings[0].contains("dragonfly.io/skip-unix-sock-inject=\"yes\""), "{warnings:?}");
     }
 
     #[test]

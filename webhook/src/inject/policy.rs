@@ -95,7 +95,7 @@ pub fn decide(
     let spec = pod.get("spec");
     let node_os = spec.and_then(|s| s.get("nodeSelector")).and_then(|s| s.get(keys::NODE_OS));
     let pod_os = spec.and_then(|s| s.get("os")).and_then(|os| os.get("name"));
-    if [node_os, pod_os].into_iter().flatten().any(|os| os == "windows") {
+    if [node_os, pod_os].into_iter().flatten().any(|os| os == "windows") || affinity_excludes_linux(spec) {
         return Err(SkipReason::Windows);
     }
     // The current key wins over the Go injector's when both are set.
@@ -114,6 +114,35 @@ pub fn decide(
     } else {
         Err(SkipReason::NotOptedIn)
     }
+}
+
+/// Whether the pod's required node affinity lets it land only on nodes that are not Linux: every
+/// term (terms are ORed) has an expression on `kubernetes.io/os` that rules Linux out (`In`
+/// without `linux`, or `NotIn` with it).
+fn affinity_excludes_linux(spec: Option<&Value>) -> bool {
+    let terms = spec
+        .and_then(|s| {
+            s.pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        })
+        .and_then(Value::as_array);
+    let Some(terms) = terms.filter(|t| !t.is_empty()) else { return false };
+    terms.iter().all(|term| {
+        term.get("matchExpressions").and_then(Value::as_array).is_some_and(|expressions| {
+            expressions.iter().any(|e| {
+                let values: Vec<&str> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                e.get("key").and_then(Value::as_str) == Some(keys::NODE_OS)
+                    && match e.get("operator").and_then(Value::as_str) {
+                        Some("In") => !values.contains(&"linux"),
+                        Some("NotIn") => values.contains(&"linux"),
+                        _ => false,
+                    }
+            })
+        })
+    })
 }
 
 #[cfg(test)]
@@ -155,6 +184,28 @@ mod tests {
         let unknown = decide(&plain, "apps", NamespaceLabels::Unknown, &BTreeSet::new(), &mut warnings);
         assert_eq!(unknown, Err(SkipReason::NotOptedIn));
         assert!(!NamespaceLabels::Known(&labels).opted_in());
+    }
+
+    #[test]
+    fn pods_that_can_only_land_on_windows_by_required_affinity_are_skipped() {
+        let yes = json!({"dragonfly.io/inject-p2p": "true"});
+        let term = |operator: &str, values: Value| json!({"matchExpressions": [{"key": "kubernetes.io/os", "operator": operator, "values": values}]});
+        let with_terms = |terms: Vec<Value>| {
+            pod_with(
+                yes.clone(),
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}),
+            )
+        };
+        assert_eq!(run(&with_terms(vec![term("In", json!(["windows"]))]), "default", &[]).0, Err(SkipReason::Windows));
+        assert_eq!(run(&with_terms(vec![term("NotIn", json!(["linux"]))]), "default", &[]).0, Err(SkipReason::Windows));
+        // Another term could still choose Linux, or the expression allows it: injected.
+        let either = with_terms(vec![term("In", json!(["windows"])), term("In", json!(["linux"]))]);
+        assert_eq!(run(&either, "default", &[]).0, Ok(()));
+        assert_eq!(run(&with_terms(vec![term("In", json!(["linux", "windows"]))]), "default", &[]).0, Ok(()));
+        let other_key =
+            with_terms(vec![json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]})]);
+        assert_eq!(run(&other_key, "default", &[]).0, Ok(()));
+        assert_eq!(run(&with_terms(vec![]), "default", &[]).0, Ok(()));
     }
 
     #[test]

@@ -62,16 +62,19 @@ fn an_annotated_pod_gets_every_part() {
     assert!(run.warnings.is_empty(), "{:?}", run.warnings);
     let spec = &run.patched["spec"];
     let app = &spec["containers"][0];
-    assert_eq!(env_names(app), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
-    assert_eq!(app["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
-    assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
+    // The node's IP (routes wherever dfdaemon runs on the host network); no PATH, so the
+    // image's own stays; each tool on the default PATH instead.
+    assert_eq!(env_names(app), ["HOST_IP", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON"]);
+    assert_eq!(app["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP");
+    assert_eq!(app["env"][1]["value"], "http://$(HOST_IP):4001");
     assert_eq!(app["env"][2]["value"], "true");
-    assert_eq!(app["env"][3]["value"], format!("/dragonfly/bin:{DEFAULT_LINUX_PATH}"));
+    let link = |tool: &str| json!({"name": "dragonfly-tools", "mountPath": format!("/usr/local/bin/{tool}"), "subPath": tool, "readOnly": true});
     assert_eq!(
         app["volumeMounts"],
         json!([
             {"name": "dragonfly-socket", "mountPath": "/var/run/dragonfly", "readOnly": true},
             {"name": "dragonfly-tools", "mountPath": "/dragonfly/bin", "readOnly": true},
+            link("dfget"), link("dfcache"), link("dfstore"), link("dfctl"),
         ])
     );
     assert_eq!(
@@ -88,6 +91,7 @@ fn an_annotated_pod_gets_every_part() {
     assert_eq!(init["volumeMounts"], json!([{"name": "dragonfly-tools", "mountPath": "/dragonfly/bin"}]));
     let security = &init["securityContext"];
     assert_eq!(security["runAsNonRoot"], true);
+    assert!(security.get("runAsUser").is_none() && security.get("runAsGroup").is_none(), "the image's user applies");
     assert_eq!(security["allowPrivilegeEscalation"], false);
     assert_eq!(security["readOnlyRootFilesystem"], true);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
@@ -157,12 +161,46 @@ fn a_socket_in_a_shared_directory_is_mounted_as_a_file_with_a_warning() {
         .unwrap()
         .clone();
     assert_eq!(socket["hostPath"], json!({"path": "/var/run/dfdaemon.sock", "type": "Socket"}));
-    assert_eq!(run.patched["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/dfdaemon.sock");
+    // The Go client's socket appears where dfget looks by default.
+    assert_eq!(
+        run.patched["spec"]["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/run/dragonfly/dfdaemon.sock"
+    );
     assert!(run.warnings.iter().any(|w| w.contains("mounted as a file")), "{:?}", run.warnings);
     for shared in ["/run/x.sock", "/tmp/x.sock", "/var/x.sock", "/x.sock"] {
         assert!(SocketMount::for_socket(shared).file_only, "{shared}");
     }
-    assert!(!SocketMount::for_socket("/run/dragonfly/x.sock").file_only);
+    assert!(SocketMount::for_socket("/run/dragonfly/x.sock").file_only, "dfget looks for dfdaemon.sock");
+    let moved = SocketMount::for_socket("/data/dragonfly/dfdaemon.sock");
+    assert_eq!((moved.host_path.as_str(), moved.mount_path), ("/data/dragonfly", "/var/run/dragonfly"));
+    assert!(!moved.file_only);
+}
+
+#[test]
+fn prepend_mode_keeps_the_old_path_behaviour_and_a_fixed_user_is_available() {
+    let run = inject_in(
+        &annotated(json!({"containers": [{"name": "app"}]})),
+        &[],
+        &settings_from("tools: {path: prepend, runAsUser: 1000}\nproxy: {hostFrom: nodeName}\n"),
+    );
+    let app = &run.patched["spec"]["containers"][0];
+    assert_eq!(env_names(app), ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]);
+    assert_eq!(app["env"][1]["value"], "http://$(NODE_NAME):4001");
+    assert_eq!(app["env"][3]["value"], format!("/dragonfly/bin:{DEFAULT_LINUX_PATH}"));
+    assert!(!app.to_string().contains("subPath"), "{app}");
+    assert_eq!(run.patched["spec"]["initContainers"][0]["securityContext"]["runAsUser"], 1000);
+}
+
+#[test]
+fn overlapping_directories_are_refused_at_config_time() {
+    for (text, wanted) in [
+        ("tools: {mountPath: /var/run/dragonfly/bin}\n", "overlaps the socket"),
+        ("tools: {mountPath: /usr/local/bin}\n", "overlaps tools.linkDir"),
+    ] {
+        let config = crate::config::Config::from_yaml(text).unwrap();
+        let error = Settings::new(&config, None).unwrap_err();
+        assert!(error.contains(wanted), "{text}: {error}");
+    }
 }
 
 #[test]
@@ -236,7 +274,7 @@ fn reinvocation_injects_a_container_added_later_and_doubles_nothing() {
     assert_eq!(spec["volumes"].as_array().unwrap().len(), 2);
     assert_eq!(
         env_names(&spec["containers"][1]),
-        ["NODE_NAME", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON", "PATH"]
+        ["HOST_IP", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON"]
     );
     assert_eq!(second.status.containers, ["app", "added-later"]);
     assert!(second
@@ -324,4 +362,34 @@ fn overlapping_tools_and_socket_directories_are_a_config_error() {
         let error = Settings::new(&Config::from_yaml(yaml).unwrap(), None).unwrap_err();
         assert!(error.contains("overlaps"), "{yaml}: {error}");
     }
+}
+
+#[test]
+fn init_containers_and_native_sidecars_are_injected_when_asked_after_the_tools() {
+    let mut pod = annotated(json!({
+        "initContainers": [
+            {"name": "warm-up", "image": "busybox", "command": ["dfget", "hf://model"]},
+            {"name": "shipper", "image": "fluent-bit", "restartPolicy": "Always"},
+        ],
+        "containers": [{"name": "app"}],
+    }));
+    pod["metadata"]["annotations"]["dragonfly.io/inject-init-containers"] = json!("true");
+    let run = inject(&pod);
+    let init = run.patched["spec"]["initContainers"].as_array().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dragonfly-tools", "warm-up", "shipper"], "the tools come first, so warm-up can run dfget");
+    for own in &init[1..] {
+        assert_eq!(env_names(own), ["HOST_IP", "DRAGONFLY_INJECT_PROXY", "DFGET_TRANSFER_FROM_DFDAEMON"], "{own}");
+        let mounts = own["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/usr/local/bin/dfget"), "{own}");
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/var/run/dragonfly"), "{own}");
+    }
+    assert_eq!(init[2]["restartPolicy"], "Always", "the sidecar stays a sidecar");
+    assert!(init[0].get("env").is_none(), "the tools init container itself is not a target");
+    assert_eq!(run.status.containers, ["app", "warm-up", "shipper"]);
+
+    // Without the annotation they are left alone.
+    pod["metadata"]["annotations"].as_object_mut().unwrap().remove("dragonfly.io/inject-init-containers");
+    let run = inject(&pod);
+    assert!(run.patched["spec"]["initContainers"][1].get("env").is_none());
 }
