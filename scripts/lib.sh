@@ -138,8 +138,13 @@ rust_web_cargo() {
 }
 
 # The directory where scripts/dragonfly.sh caches the Dragonfly client's binaries for a
-# platform and profile ("test": fast to build; "release": what the tools image ships).
-dragonfly_client_dir() { echo "$(cache_dir)/dragonfly-client-$DRAGONFLY_CLIENT_VERSION/$2/$(platform_dir "$1")"; }
+# platform and profile ("test": fast to build; "release": what the tools image ships). The test
+# profile's name carries its flags, so a change of them builds anew.
+dragonfly_client_dir() {
+  local flavour=$2
+  [ "$flavour" = test ] && flavour=test-o0
+  echo "$(cache_dir)/dragonfly-client-$DRAGONFLY_CLIENT_VERSION/$flavour/$(platform_dir "$1")"
+}
 
 # --- parallel jobs ---------------------------------------------------------------------------
 # jobs_start; job NAME COMMAND...; ...; jobs_wait

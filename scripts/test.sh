@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, the README's test command; `.ci/run` calls it. In order:
-#   1. the gates, so a run fails fast on them: rustfmt, shellcheck, clippy -D warnings;
-#   2. scripts/setup.sh: installs and builds what the suites need (seconds when cached);
-#   3. every test binary: unit, in-process HTTP, real TLS, the real binaries, property tests,
+#   1. the gates, so a run fails fast on them: rustfmt and shellcheck (seconds), then clippy
+#      -D warnings beside scripts/setup.sh, which installs and builds what the suites need
+#      (seconds when cached): a clippy failure stops the builds at once;
+#   2. every test binary: unit, in-process HTTP, real TLS, the real binaries, property tests,
 #      the YAML oracle, the real registry, the Helm chart, the end-to-end control plane, the
 #      cross-built copiers under qemu, and the images built with `docker buildx bake`.
 # Ends with one line totalling every test binary: "summary: N passed, M failed".
@@ -17,14 +18,22 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$repo_root"
 
-gates() {
+quick_gates() {
   log "gate: cargo fmt --check"
   cargo fmt --all --check
   log "gate: shellcheck"
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
   shellcheck -x scripts/*.sh .ci/run
+}
+
+clippy_gate() {
   log "gate: cargo clippy -D warnings"
   cargo clippy --quiet --workspace --all-targets --locked -- -D warnings
+}
+
+gates() {
+  quick_gates
+  clippy_gate
 }
 
 # Runs cargo test with the given arguments and prints the summary line over every test binary:
@@ -85,8 +94,11 @@ case "$mode" in
     run_tests "${args[@]}" -- "${extra[@]}"
     ;;
   all)
-    gates
-    scripts/setup.sh
+    quick_gates
+    jobs_start
+    job clippy clippy_gate
+    job setup scripts/setup.sh
+    jobs_wait
     status=0
     run_tests --workspace --all-targets -- "${extra[@]}" || status=$?
     log "whole run: $((SECONDS - started)) s"

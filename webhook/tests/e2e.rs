@@ -38,6 +38,9 @@ struct Env {
     webhook_host: std::net::IpAddr,
     admin_port: u16,
     work: PathBuf,
+    /// The webhook image baked from the dist (repository, index digest), for the chart's own
+    /// Deployment on the node.
+    webhook_image: Option<(String, String)>,
     /// The real node and the real Dragonfly on it (not against an external cluster).
     real: Option<Real>,
 }
@@ -79,10 +82,12 @@ impl Env {
         let registry = Registry::start(RegistryOptions::default());
         // The real tools image, baked from the cross-built binaries, when scripts/cross-build.sh
         // has run (scripts/test.sh runs it); otherwise a hand-made two-platform index.
-        let (tools_repository, digest) = match common::bake::publish_tools(&registry.host, "v1") {
+        let mut webhook_image = None;
+        let (tools_repository, digest) = match common::bake::publish_images(&registry.host, "v1") {
             Some(published) => {
-                eprintln!("e2e: tools image {}:v1 baked from target/dist with docker buildx bake", published.0);
-                published
+                eprintln!("e2e: tools image {}:v1 baked from the dist with docker buildx bake", published.tools.0);
+                webhook_image = published.webhook;
+                published.tools
             }
             None => {
                 eprintln!("e2e: no target/dist (scripts/cross-build.sh); pushing a hand-made index as the tools image");
@@ -258,6 +263,7 @@ impl Env {
             webhook_host,
             admin_port,
             work,
+            webhook_image,
             real,
         };
         env.start_webhook();
@@ -662,9 +668,43 @@ fn demo(env: &Env) {
     println!("\n$ kubectl get pod downloader -n demo -o yaml   # as the API server stored it\n");
     print!("{}", env.kubectl_ok(&["get", "pod", "downloader", "-n", "demo", "-o", "yaml"]));
     println!(
-        "\nThe tools image {} is pinned to its multi-arch index digest, resolved from a loopback registry.\n\
-         No kubelet runs here, so the pod is stored but never started. Everything is cleaned up now.",
+        "\nThe tools image {} is pinned to its multi-arch index digest, resolved from a loopback registry.",
         env.pinned_image
+    );
+
+    // The same pod on the real node. Nothing is pulled from the internet here, so it runs a
+    // busybox image built by the test instead of debian:bookworm-slim, tolerates the test node's
+    // taint, and downloads from the loopback origin, which only dfdaemon can reach.
+    let real = env.real();
+    let url = real.origin.url("blob-8MiB");
+    let parsed = env.plane.kubectl_stdin(&["create", "--dry-run=client", "-o", "json", "-f", "-"], &manifest);
+    assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
+    let mut pod: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let runnable = node_pod("downloader", BUSYBOX, "", json!({}));
+    pod["metadata"]["name"] = json!("downloader-on-the-node");
+    pod["spec"]["tolerations"] = runnable["spec"]["tolerations"].clone();
+    pod["spec"]["restartPolicy"] = json!("Never");
+    pod["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    let app = &mut pod["spec"]["containers"][0];
+    app["image"] = json!(BUSYBOX);
+    app["imagePullPolicy"] = json!("Never");
+    app["command"] = json!([
+        "sh",
+        "-c",
+        format!(
+            "set -x; dfget --version; dfget {url} -O /tmp/blob-8MiB; sha256sum /tmp/blob-8MiB; \
+         http_proxy=$HTTP_PROXY wget -q -O /tmp/via-proxy {url}; sha256sum /tmp/via-proxy"
+        )
+    ]);
+    println!("\n$ kubectl create -n demo -f -   # the same pod, runnable here: busybox, the test node's toleration, a download\n");
+    let pod = env.run_pod("demo", &pod);
+    println!("{}", env.pod_logs("demo", "downloader-on-the-node"));
+    println!(
+        "init container exit codes: {:?}; the origin's SHA-256 is {}.\n\
+         dfget found dfdaemon's socket at its default path and wget went through $HTTP_PROXY, which the pod set\n\
+         to $(DRAGONFLY_INJECT_PROXY), dfdaemon's proxy at the node's IP. Everything is cleaned up now.",
+        init_exit_codes(&pod),
+        real.files["blob-8MiB"]
     );
 }
 
@@ -701,6 +741,20 @@ fn node_pod(name: &str, image: &str, script: &str, annotations: Value) -> Value 
 }
 
 impl Env {
+    /// Stops the webhook and tears the node down (its pods through the API server first), then
+    /// Dragonfly; returns whatever of them is left on the machine, or a changed sysctl.
+    fn finish(&mut self) -> Vec<String> {
+        self.stop_webhook();
+        let Some(real) = self.real.take() else { return Vec::new() };
+        let mut node = real.node.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        node.teardown(&self.plane);
+        let mut left = node.sysctls_changed();
+        drop(real.dragonfly);
+        drop(node);
+        left.extend(common::node::leftovers());
+        left
+    }
+
     fn real(&self) -> &Real {
         self.real.as_ref().expect("a real node (not against an external cluster)")
     }
@@ -708,6 +762,7 @@ impl Env {
     /// Creates `manifest` in `namespace` and waits until the pod has run to completion; returns
     /// the pod as stored then. Panics with the pod's state and the kubelet's log if it fails.
     fn run_pod(&self, namespace: &str, manifest: &Value) -> Value {
+        self.ensure_namespace(namespace);
         let name = manifest["metadata"]["name"].as_str().unwrap();
         let output = self.plane.kubectl_stdin(&["create", "-n", namespace, "-f", "-"], &manifest.to_string());
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -725,6 +780,13 @@ impl Env {
                 panic!("pod {name} did not finish: {}\nkubelet:\n{}", pod["status"], kubelet.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Creates the namespace unless an earlier scenario did, so that each runs alone too.
+    fn ensure_namespace(&self, name: &str) {
+        if !self.kubectl(&["get", "namespace", name]).status.success() {
+            self.namespace(name, &[]);
         }
     }
 
@@ -756,7 +818,6 @@ fn init_exit_codes(pod: &Value) -> Vec<(String, i64)> {
 /// filesystem, with nothing but the injected environment. The origin listens on the host's
 /// loopback, which the pod cannot reach: the bytes came through dfdaemon.
 fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
-    env.namespace("e2e-node", &[]);
     let real = env.real();
     let url = real.origin.url("blob-8MiB");
     // dfget finds the socket at its default path although the host keeps it elsewhere; the
@@ -832,6 +893,272 @@ fn a_conda_style_image_keeps_its_path_and_finds_dfget(env: &Env) {
     assert!(logs.contains("dfget "), "dfget found on the default PATH:\n{logs}");
 }
 
+/// A glibc root like a Debian image's: the host's own dynamically linked programs with the
+/// libraries `ldd` says they load, at the same paths.
+fn glibc_image(name: &str, programs: &[&str]) -> Image {
+    let mut image = Image::new(name)
+        .dir("/tmp", 0o1777)
+        .dir("/etc", 0o755)
+        .env("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut files = std::collections::BTreeSet::new();
+    for program in programs {
+        let path = String::from_utf8(succeed(Command::new("sh").args(["-c", &format!("command -v {program}")])).stdout)
+            .unwrap()
+            .trim()
+            .to_owned();
+        files.insert(path.clone());
+        let ldd = String::from_utf8(succeed(Command::new("ldd").arg(&path)).stdout).unwrap();
+        for word in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+            files.insert(word.to_owned());
+        }
+    }
+    for file in files {
+        let real = std::fs::canonicalize(&file).unwrap();
+        image = image.host_file(&file, 0o755, &real);
+    }
+    // /bin/sh for `sh -c`, as Debian has it.
+    image.symlink("/bin/sh", "/usr/bin/dash")
+}
+
+/// A Debian-style (glibc) image runs the injected static tools beside its own dynamic programs.
+fn a_glibc_image_runs_the_static_tools(env: &Env) {
+    const DEBIAN: &str = "registry.local/e2e/glibc:1";
+    env.real().node.lock().unwrap().import(&glibc_image(DEBIAN, &["dash", "sha256sum", "cat"]));
+    let url = env.real().origin.url("blob-1MiB");
+    let script = format!("set -e; dfget '{url}' -O /tmp/small; sha256sum /tmp/small; dfcache --version");
+    env.run_pod("e2e-node", &node_pod("glibc-app", DEBIAN, &script, json!({"dragonfly.io/inject-p2p": "true"})));
+    let logs = env.pod_logs("e2e-node", "glibc-app");
+    assert!(logs.contains(&format!("{}  /tmp/small", env.real().files["blob-1MiB"])), "{logs}");
+    assert!(logs.contains("dfcache "), "{logs}");
+}
+
+/// With `dragonfly.io/inject-init-containers`, the pod's own init container runs after the tools
+/// init container and downloads with dfget into a volume the app then reads: a model warm-up.
+fn an_init_container_warms_up_with_dfget(env: &Env) {
+    let url = env.real().origin.url("blob-8MiB");
+    let mut manifest = node_pod(
+        "warm-up",
+        BUSYBOX,
+        "sha256sum /data/model",
+        json!({"dragonfly.io/inject-p2p": "true", "dragonfly.io/inject-init-containers": "true"}),
+    );
+    manifest["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    manifest["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+    manifest["spec"]["initContainers"] = json!([{"name": "fetch-model", "image": BUSYBOX, "imagePullPolicy": "Never",
+        "command": ["dfget", url, "-O", "/data/model"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]);
+    let pod = env.run_pod("e2e-node", &manifest);
+    assert_eq!(
+        init_exit_codes(&pod),
+        [("dragonfly-tools".to_owned(), 0), ("fetch-model".to_owned(), 0)],
+        "the tools first, then the warm-up: {}",
+        pod["status"]
+    );
+    let logs = env.pod_logs("e2e-node", "warm-up");
+    assert!(logs.contains(&format!("{}  /data/model", env.real().files["blob-8MiB"])), "{logs}");
+}
+
+/// A Deployment's pods (ReplicaSet controller, kube-scheduler) are injected and run; dfdaemon
+/// restarts (as a DaemonSet rollout does, recreating its socket) and the running pod's next
+/// download still works, because the socket's directory is mounted, not the file.
+fn a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart(env: &Env) {
+    env.ensure_namespace("e2e-node");
+    let pod = node_pod("x", BUSYBOX, "sleep 3600", json!({"dragonfly.io/inject-p2p": "true"}));
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "downloader"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "downloader"}},
+            "template": {"metadata": {"labels": {"app": "downloader"}, "annotations": pod["metadata"]["annotations"]},
+                "spec": pod["spec"].clone()}}});
+    let mut deployment = deployment;
+    deployment["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+    let output = env.plane.kubectl_stdin(&["create", "-n", "e2e-node", "-f", "-"], &deployment.to_string());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = env.kubectl(&["rollout", "status", "deployment/downloader", "-n", "e2e-node", "--timeout=120s"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = env.real().origin.url("blob-8MiB");
+    let download = |file: &str| {
+        let output = env.kubectl(&[
+            "exec",
+            "-n",
+            "e2e-node",
+            "deployment/downloader",
+            "--",
+            "sh",
+            "-c",
+            &format!("dfget '{url}' -O /tmp/{file} && sha256sum /tmp/{file}"),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let sum = &env.real().files["blob-8MiB"];
+    assert!(download("before").contains(sum.as_str()));
+    env.real().dragonfly.lock().unwrap().restart_dfdaemon();
+    assert!(download("after").contains(sum.as_str()), "a download after dfdaemon's restart");
+    let output = env.kubectl(&["delete", "deployment", "downloader", "-n", "e2e-node", "--wait=false"]);
+    assert!(output.status.success());
+}
+
+/// The webhook as users run it: the chart's Deployment on the node, from the image `docker
+/// buildx bake` built, pulled by digest; the kubelet's probes gate the Service's endpoints and
+/// the API server calls it through the Service (with `failurePolicy: Fail`, so any failed call
+/// refuses a pod). Then a rolling restart while pods keep being admitted: none may fail.
+fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(env: &Env) {
+    const RELEASE: &str = "nodewh";
+    const NAMESPACE: &str = "dragonfly-node";
+    let deployment = format!("deployment/{RELEASE}-dragonfly-injector");
+    let (repository, digest) = env.webhook_image.clone().expect("the webhook image, baked from the dist");
+    let (tools_reference, tools_digest) = env.pinned_image.split_once('@').unwrap();
+    let tools_repository = tools_reference.rsplit_once(':').unwrap().0;
+    let api_port = env.plane.server.rsplit_once(':').unwrap().1.to_owned();
+    let (taint_key, taint_value) = TAINT.split_once('=').unwrap();
+    let helm = common::cached_tool("helm.sh");
+    let chart = common::repo_root().join("charts/dragonfly-injector");
+    let sets = [
+        format!("image.repository={repository}"),
+        "image.tag=v1".to_owned(),
+        format!("image.digest={digest}"),
+        "webhook.failurePolicy=Fail".to_owned(),
+        "tls.mode=generate".to_owned(),
+        format!("tools.image.repository={tools_repository}"),
+        "tools.image.tag=v1".to_owned(),
+        format!("tools.image.digest={tools_digest}"),
+        format!("socket.path={HOST_SOCKET_DIR}/dfdaemon.sock"),
+        format!("tolerations[0].key={taint_key}"),
+        "tolerations[0].operator=Equal".to_owned(),
+        "tolerations[0].effect=NoSchedule".to_owned(),
+        // No kube-proxy on this node: pods reach the API server at the node's address.
+        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".to_owned(),
+        format!("extraEnv[0].value={NODE_IP}"),
+        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".to_owned(),
+        "webhook.shutdownDelaySeconds=3".to_owned(),
+        "webhook.drainTimeoutSeconds=5".to_owned(),
+    ];
+    let mut install = Command::new(&helm);
+    install.args(["install", RELEASE]).arg(&chart).args([
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--kubeconfig",
+    ]);
+    install.arg(&env.plane.kubeconfig);
+    for set in &sets {
+        install.args(["--set", set]);
+    }
+    install.args(["--set-string", &format!("extraEnv[1].value={api_port}")]);
+    install.args(["--set-string", &format!("tolerations[0].value={taint_value}")]);
+    // Whatever happens below, the release goes: its webhook (failurePolicy Fail) would refuse
+    // every later pod once its pods are gone.
+    struct Uninstall<'a>(&'a std::path::Path, &'a std::path::Path);
+    impl Drop for Uninstall<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0)
+                .args(["uninstall", RELEASE, "--namespace", NAMESPACE, "--kubeconfig"])
+                .arg(self.1)
+                .output();
+        }
+    }
+    let _uninstall = Uninstall(&helm, &env.plane.kubeconfig);
+    succeed(&mut install);
+
+    let rollout = |what: &str| {
+        let output = env.kubectl(&["rollout", "status", &deployment, "-n", NAMESPACE, "--timeout=180s"]);
+        assert!(
+            output.status.success(),
+            "{what}: {}{}\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            env.kubectl_ok(&["get", "pods", "-n", NAMESPACE, "-o", "wide"]),
+            String::from_utf8_lossy(
+                &env.kubectl(&["logs", "-n", NAMESPACE, &deployment, "--previous", "--tail=20"]).stdout
+            )
+        );
+    };
+    rollout("the chart's webhook becomes ready on the node");
+    let admissions = |pod: &str| -> f64 {
+        let metrics =
+            env.kubectl_ok(&["get", "--raw", &format!("/api/v1/namespaces/{NAMESPACE}/pods/{pod}:9090/proxy/metrics")]);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("dragonfly_injector_admission_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let pods = |state: &str| -> Vec<String> {
+        env.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            &format!("app.kubernetes.io/instance={RELEASE}"),
+            "--field-selector",
+            &format!("status.phase={state}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    };
+    env.ensure_namespace("e2e-node");
+    let probe = pod("through-the-service", json!({"dragonfly.io/inject-p2p": "true"}));
+    let admit = || {
+        env.plane.kubectl_stdin(
+            &["create", "--dry-run=server", "-n", "e2e-node", "-f", "-", "-o", "json"],
+            &probe.to_string(),
+        )
+    };
+    for _ in 0..4 {
+        let output = admit();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(is_injected(&serde_json::from_slice(&output.stdout).unwrap()));
+    }
+    let served: f64 = pods("Running").iter().map(|p| admissions(p)).sum();
+    assert!(served >= 4.0, "the API server called the webhook pods through the Service: {served}");
+
+    // The rolling restart, with admissions all along (bounded: at most 600, or 4 minutes).
+    let restarted = env.kubectl(&["rollout", "restart", &deployment, "-n", NAMESPACE]);
+    assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (mut admitted, mut refused) = (0, Vec::new());
+    let mut done_at: Option<Instant> = None;
+    for _ in 0..600 {
+        let output = admit();
+        if output.status.success() {
+            admitted += 1;
+        } else {
+            refused.push(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        let status = env.kubectl(&["rollout", "status", &deployment, "-n", NAMESPACE, "--watch=false"]);
+        let complete = String::from_utf8_lossy(&status.stdout).contains("successfully rolled out");
+        // Keep going a little past the rollout, while the old pods drain.
+        if complete && done_at.is_none() {
+            done_at = Some(Instant::now());
+        }
+        if done_at.is_some_and(|t| t.elapsed() > Duration::from_secs(8)) || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(done_at.is_some(), "the rollout did not complete in time");
+    assert!(
+        refused.is_empty(),
+        "{} of {} admissions failed during the rolling restart:\n{}",
+        refused.len(),
+        admitted + refused.len(),
+        refused.join("\n")
+    );
+    assert!(admitted >= 10, "admissions kept coming during the restart: {admitted}");
+    eprintln!("e2e: {admitted} admissions during the webhook's rolling restart, none failed");
+}
+
 type Scenario = (&'static str, fn(&Env));
 
 fn main() {
@@ -857,6 +1184,16 @@ fn main() {
             a_baseline_pod_starts_without_the_socket_and_runs_dfget,
         ),
         ("a_conda_style_image_keeps_its_path_and_finds_dfget", a_conda_style_image_keeps_its_path_and_finds_dfget),
+        ("a_glibc_image_runs_the_static_tools", a_glibc_image_runs_the_static_tools),
+        ("an_init_container_warms_up_with_dfget", an_init_container_warms_up_with_dfget),
+        (
+            "a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart",
+            a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart,
+        ),
+        (
+            "the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission",
+            the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission,
+        ),
         (
             "reinvocation_injects_a_container_another_webhook_adds",
             reinvocation_injects_a_container_another_webhook_adds,
@@ -892,18 +1229,23 @@ fn main() {
         println!("NODE_TOLERATION={TAINT}:NoSchedule");
         println!("READY");
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-        env.stop_webhook();
-        if let Some(real) = env.real.take() {
-            real.node.into_inner().unwrap().teardown(&env.plane);
+        let left = env.finish();
+        drop(env);
+        if !left.is_empty() {
+            eprintln!("left behind:\n{}", left.join("\n"));
+            std::process::exit(1);
         }
         return;
     }
     if args.iter().any(|a| a == "--demo") {
-        let env = Env::setup();
+        let mut env = Env::setup();
         let outcome = catch_unwind(AssertUnwindSafe(|| demo(&env)));
-        env.stop_webhook();
+        let left = env.finish();
         drop(env);
-        std::process::exit(i32::from(outcome.is_err()));
+        if !left.is_empty() {
+            eprintln!("left behind:\n{}", left.join("\n"));
+        }
+        std::process::exit(i32::from(outcome.is_err() || !left.is_empty()));
     }
     if args.iter().any(|a| a == "--list") {
         for (name, _) in &scenarios {
@@ -952,18 +1294,12 @@ fn main() {
                 .join("\n")
         );
     }
-    env.stop_webhook();
-    if let Some(real) = env.real.take() {
+    if env.real.is_some() {
         // The node goes first (its pods through the API server), then Dragonfly; then nothing
         // of it may be left on the machine.
         let started = Instant::now();
-        let mut node = real.node.into_inner().unwrap();
-        node.teardown(&env.plane);
-        let changed = node.sysctls_changed();
-        drop(real.dragonfly);
-        drop(node);
-        let left = common::node::leftovers();
-        if left.is_empty() && changed.is_empty() {
+        let left = env.finish();
+        if left.is_empty() {
             passed += 1;
             println!(
                 "test the_node_leaves_the_machine_as_it_found_it ... ok ({:.1} s)",
@@ -971,12 +1307,10 @@ fn main() {
             );
         } else {
             failed += 1;
-            println!(
-                "test the_node_leaves_the_machine_as_it_found_it ... FAILED\n{}\n{}",
-                left.join("\n"),
-                changed.join("\n")
-            );
+            println!("test the_node_leaves_the_machine_as_it_found_it ... FAILED\n{}", left.join("\n"));
         }
+    } else {
+        env.stop_webhook();
     }
     drop(env);
     println!("{passed} passed, {failed} failed");

@@ -217,26 +217,41 @@ pub fn dist_dir() -> PathBuf {
     std::env::var_os("DRAGONFLY_DIST").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/dist"))
 }
 
-/// Publishes the tools image, baked from the dist, to `registry` as
-/// `<registry>/dragonflyoss/dragonfly-injector-tools:<tag>` and returns that name and its index
-/// digest; `None` when the dist has no complete platform (scripts/cross-build.sh not run).
-pub fn publish_tools(registry: &str, tag: &str) -> Option<(String, String)> {
+/// Both images as the tests publish them: repository and index digest of each.
+pub struct Published {
+    pub tools: (String, String),
+    /// `None` when the dist has no webhook binary.
+    pub webhook: Option<(String, String)>,
+}
+
+/// Publishes the tools image and, where the dist has the webhook's binary, the webhook image,
+/// baked from the dist, to `registry` as `<registry>/dragonflyoss/<image>:<tag>`; `None` when
+/// the dist has no complete tools platform (scripts/cross-build.sh not run).
+pub fn publish_images(registry: &str, tag: &str) -> Option<Published> {
     let dist = std::fs::canonicalize(dist_dir()).ok()?;
     let platforms = dist_platforms_with(&dist, &TOOLS_FILES);
     if platforms.is_empty() {
         return None;
     }
+    let webhook_platforms = dist_platforms_with(&dist, &["dragonfly-injector"]);
     let buildx = Buildx::new();
-    let daemon = Buildkitd::start(&buildx, registry, &format!("publish-tools-{}", std::process::id()));
+    let daemon = Buildkitd::start(&buildx, registry, &format!("publish-{}", std::process::id()));
     let prefix = format!("{registry}/dragonflyoss");
     let dist_text = dist.display().to_string();
-    let platform_list = platforms.join(",");
+    let (platform_list, webhook_list) = (platforms.join(","), webhook_platforms.join(","));
+    let ca_dir = Path::new("/etc/ssl/certs");
     let vars = [
         ("REGISTRY", prefix.as_str()),
         ("TAG", tag),
         ("DIST", dist_text.as_str()),
+        ("CA_CERTIFICATES", "/etc/ssl/certs"),
         ("TOOLS_PLATFORMS", platform_list.as_str()),
+        ("WEBHOOK_PLATFORMS", webhook_list.as_str()),
     ];
-    let digests = bake(&buildx, &daemon, &["tools"], &vars, &[&dist]);
-    Some((format!("{prefix}/dragonfly-injector-tools"), digests["tools"].clone()))
+    let targets: &[&str] = if webhook_platforms.is_empty() { &["tools"] } else { &["tools", "webhook"] };
+    let digests = bake(&buildx, &daemon, targets, &vars, &[&dist, ca_dir]);
+    Some(Published {
+        tools: (format!("{prefix}/dragonfly-injector-tools"), digests["tools"].clone()),
+        webhook: digests.get("webhook").map(|digest| (format!("{prefix}/dragonfly-injector"), digest.clone())),
+    })
 }

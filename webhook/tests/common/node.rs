@@ -35,7 +35,7 @@ pub const TAINT: &str = "dragonfly-injector.e2e/real-node=true";
 
 /// Paths the kubelet, containerd and the CNI plugins write to whatever they are told. Removed at
 /// teardown only if they did not exist before the node started.
-const HARD_CODED: [&str; 8] = [
+const HARD_CODED: [&str; 7] = [
     "/var/lib/kubelet",
     "/var/log/containers",
     "/run/containerd",
@@ -43,8 +43,6 @@ const HARD_CODED: [&str; 8] = [
     "/run/netns",
     "/run/nri",
     "/usr/libexec/kubernetes",
-    // dfdaemon's socket directory, Dragonfly's default (the tests' dfdaemon uses it).
-    "/run/dragonfly",
 ];
 
 /// Kernel settings the kubelet or the bridge plugin change, restored at teardown.
@@ -58,8 +56,43 @@ const SYSCTLS: [&str; 7] = [
     "kernel/keys/root_maxbytes",
 ];
 
+/// One node per machine: the kubelet and containerd hard-code paths, and the teardown (and the
+/// clean-up after a killed run) would tear another run's node down. A second run waits here.
+const LOCK: &str = "/run/dfi-e2e.lock";
+
+struct MachineLock(std::fs::File);
+
+impl MachineLock {
+    fn acquire() -> MachineLock {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30 * 60);
+        let mut told = false;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return MachineLock(file);
+            }
+            if !told {
+                eprintln!("node: another end-to-end run holds {LOCK}; waiting for it (at most 30 minutes)");
+                told = true;
+            }
+            assert!(Instant::now() < deadline, "another end-to-end run kept the node for 30 minutes ({LOCK})");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for MachineLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(LOCK);
+    }
+}
+
 pub struct Node {
     pub dir: PathBuf,
+    /// Released once everything is cleaned up (in `teardown` or `Drop`).
+    lock: Option<MachineLock>,
     kubelet: Option<Child>,
     containerd: Option<Child>,
     before: Before,
@@ -230,9 +263,11 @@ impl Node {
     /// ones) and where the API server listens so that pods reach it; records what the machine
     /// looked like first. Then [`Node::join`].
     pub fn prepare(dir: &Path) -> Node {
+        let lock = MachineLock::acquire();
         Node::clean_stale();
         let before = Before::record();
-        let node = Node { dir: dir.to_owned(), kubelet: None, containerd: None, before, torn_down: false };
+        let node =
+            Node { dir: dir.to_owned(), lock: Some(lock), kubelet: None, containerd: None, before, torn_down: false };
         for d in ["cni", "certs.d", "kubelet", "images"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -472,6 +507,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             stop(&mut containerd, Duration::from_secs(10));
         }
         Node::cleanup(&self.before);
+        self.lock.take();
     }
 
     /// What an earlier run killed before its teardown may have left: its processes, mounts,
@@ -554,5 +590,6 @@ impl Drop for Node {
             }
             Node::cleanup(&self.before);
         }
+        self.lock.take();
     }
 }
