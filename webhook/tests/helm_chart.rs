@@ -377,6 +377,20 @@ fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
 }
 
 #[test]
+fn the_security_contexts_can_be_replaced_for_openshift_or_a_fixed_uid() {
+    let documents = render(&[
+        "--set",
+        "podSecurityContext.runAsUser=1000750000",
+        "--set",
+        "containerSecurityContext.privileged=false",
+    ]);
+    let spec = &one(&documents, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(spec["securityContext"]["runAsUser"], 1000750000);
+    assert_eq!(spec["containers"][0]["securityContext"]["privileged"], false);
+    assert_eq!(spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true, "the rest stays");
+}
+
+#[test]
 fn the_deployment_is_restricted_probed_and_rolls_on_config_changes() {
     let documents = render(&[]);
     let deployment = one(&documents, "Deployment");
@@ -385,6 +399,7 @@ fn the_deployment_is_restricted_probed_and_rolls_on_config_changes() {
     assert_eq!(spec["terminationGracePeriodSeconds"], 30, "delay 5 s + drain 15 s + 10 s");
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
     assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(spec["securityContext"].get("runAsUser").is_none(), "no fixed UID: OpenShift assigns one");
     assert_eq!(spec["topologySpreadConstraints"][0]["topologyKey"], "kubernetes.io/hostname");
     let container = &spec["containers"][0];
     let security = &container["securityContext"];
