@@ -677,7 +677,8 @@ fn demo(env: &Env) {
     // taint, and downloads from the loopback origin, which only dfdaemon can reach.
     let real = env.real();
     let url = real.origin.url("blob-8MiB");
-    let parsed = env.plane.kubectl_stdin(&["create", "--dry-run=client", "-o", "json", "-f", "-"], &manifest);
+    let parsed =
+        env.plane.kubectl_stdin(&["create", "--dry-run=client", "-n", "demo", "-o", "json", "-f", "-"], &manifest);
     assert!(parsed.status.success(), "{}", String::from_utf8_lossy(&parsed.stderr));
     let mut pod: Value = serde_json::from_slice(&parsed.stdout).unwrap();
     let runnable = node_pod("downloader", BUSYBOX, "", json!({}));
