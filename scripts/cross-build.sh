@@ -96,7 +96,10 @@ build_webhook() {
   kept="$(cache_dir)/dist-cache/$key/dragonfly-injector"
   if [ ! -x "$kept" ]; then
     log "$platform: dragonfly-injector (release) with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2)"
-    web_target="$targets/rust-web$(needs_build_std "$platform" && echo -build-std)"
+    # (Not `$(needs_build_std ... && echo ...)`: under set -e a substitution that ends false
+    # stops the script.)
+    web_target="$targets/rust-web"
+    if needs_build_std "$platform"; then web_target="$web_target-build-std"; fi
     (
       cross_env "$platform"
       CARGO_TARGET_DIR="$web_target" \
