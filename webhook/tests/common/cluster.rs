@@ -50,6 +50,43 @@ pub fn spawn_tied(command: &mut Command, log: &Path) -> Child {
     command.stdout(Stdio::from(file.try_clone().unwrap())).stderr(Stdio::from(file)).spawn().unwrap()
 }
 
+/// The last `lines` lines of `dir/<name>.log`, newest last.
+pub fn log_tail(dir: &Path, name: &str, lines: usize) -> String {
+    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let mut tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    tail.reverse();
+    tail.join("\n")
+}
+
+/// Polls `check` every `every` until it holds. Panics when one of `children` (started with
+/// [`spawn_tied`], logging to `dir/<name>.log`) exits meanwhile, with its log, or when `limit`
+/// passes, with the log of `children[0]`.
+pub fn wait_while_alive(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    dir: &Path,
+    children: &mut [(&str, &mut Option<Child>)],
+    mut check: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return;
+        }
+        for (name, child) in children.iter_mut() {
+            if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("{name} exited ({status}) while waiting for {what}:\n{}", log_tail(dir, name, 30));
+            }
+        }
+        if Instant::now() > deadline {
+            let first = children.first().map(|(name, _)| *name).unwrap_or_default();
+            panic!("timed out waiting for {what}; the {first} log ends:\n{}", log_tail(dir, first, 30));
+        }
+        std::thread::sleep(every);
+    }
+}
+
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -4,9 +4,9 @@
 //! [`Origin`] on loopback serves the files pods download: only dfdaemon (host network) can reach
 //! it, so a pod that got the bytes got them through Dragonfly.
 
-use super::cluster::spawn_tied;
+use super::cached_tool_lines;
+use super::cluster::{spawn_tied, wait_while_alive};
 use super::registry::free_port;
-use super::{cached_tool_lines, text};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -302,26 +302,9 @@ impl Dragonfly {
         Command::new(self.binaries.client.join(name))
     }
 
-    fn wait(&mut self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if check() {
-                return;
-            }
-            for (name, child) in [("scheduler", &mut self.scheduler), ("dfdaemon", &mut self.dfdaemon)] {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                    panic!("{name} exited ({status}) while waiting for {what}:\n{}", tail.join("\n"));
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                text(self.log("dfdaemon").as_bytes())
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    fn wait(&mut self, limit: Duration, what: &str, check: impl FnMut() -> bool) {
+        let children = &mut [("dfdaemon", &mut self.dfdaemon), ("scheduler", &mut self.scheduler)];
+        wait_while_alive(limit, Duration::from_millis(100), what, &self.dir, children, check);
     }
 }
 

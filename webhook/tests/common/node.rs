@@ -10,7 +10,7 @@
 //! machine back as it found it, whatever state the node was left in: it is also run first, in
 //! case an earlier run was killed before it could clean up.
 
-use super::cluster::{spawn_tied, ControlPlane};
+use super::cluster::{spawn_tied, wait_while_alive, ControlPlane};
 use super::oci::Image;
 use super::{succeed, text};
 use std::collections::BTreeMap;
@@ -442,25 +442,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    fn wait(&mut self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if check() {
-                return;
-            }
-            for (name, child) in [("containerd", &mut self.containerd), ("kubelet", &mut self.kubelet)] {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                    panic!("{name} exited ({status}) while waiting for {what}:\n{}", tail.join("\n"));
-                }
-            }
-            if Instant::now() > deadline {
-                let tail: Vec<String> = self.log("kubelet").lines().rev().take(20).map(str::to_owned).collect();
-                panic!("timed out waiting for {what}; kubelet log ends:\n{}", tail.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait(&mut self, limit: Duration, what: &str, check: impl FnMut() -> bool) {
+        let children = &mut [("kubelet", &mut self.kubelet), ("containerd", &mut self.containerd)];
+        wait_while_alive(limit, Duration::from_millis(200), what, &self.dir, children, check);
     }
 
     /// Stops everything and puts the machine back: pods first (through the API server while
