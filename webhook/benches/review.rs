@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::Settings;
-use dragonfly_injector::pinning::ToolsImage;
+use dragonfly_injector::inject::ToolsImage;
 use serde_json::Value;
 use std::hint::black_box;
 

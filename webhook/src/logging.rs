@@ -1,9 +1,26 @@
 //! Logs go to standard error (standard output carries `inject`'s manifests): JSON for
 //! clusters, text for terminals. hyper, h2, rustls and kube are quiet unless asked for.
 
-use crate::cli::{LogArgs, LogFormat};
+use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[arg(long, global = true, env = "DRAGONFLY_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `info,dragonfly_injector=debug`; RUST_LOG wins if set.
+    #[arg(long, global = true, env = "DRAGONFLY_INJECTOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
 
 const QUIET: &str = "hyper=warn,hyper_util=warn,h2=warn,rustls=warn,tower=warn,kube=warn,kube_runtime=warn,notify=warn";
 

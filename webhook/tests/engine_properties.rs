@@ -291,7 +291,7 @@ proptest! {
         })).unwrap()),
     ]) {
         let settings = settings(0);
-        let tools = dragonfly_injector::pinning::ToolsImage { reference: "t:1".into(), unpinned_warning: None };
+        let tools = dragonfly_injector::inject::ToolsImage { reference: "t:1".into(), unpinned_warning: None };
         let _ = admission::review(&body, &settings, &tools, &|_| None);
     }
 }

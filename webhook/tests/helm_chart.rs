@@ -7,7 +7,7 @@ mod common;
 use base64::Engine as _;
 use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
 use dragonfly_injector::inject::Settings;
-use dragonfly_injector::manifests::yaml::parse_documents;
+use dragonfly_injector::offline::yaml::parse_documents;
 use rustls::client::danger::ServerCertVerifier as _;
 use serde_json::Value;
 use std::path::PathBuf;

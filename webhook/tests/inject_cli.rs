@@ -2,7 +2,7 @@
 
 mod common;
 
-use dragonfly_injector::manifests::yaml::parse_documents;
+use dragonfly_injector::offline::yaml::parse_documents;
 use serde_json::Value;
 use std::process::{Command, Output};
 

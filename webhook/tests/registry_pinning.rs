@@ -5,12 +5,13 @@ mod common;
 
 use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use common::{client_config, eventually, fixture, get, review_for, Connection, Pki};
-use dragonfly_injector::cli::{ClusterArgs, ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::metrics::Metrics;
 use dragonfly_injector::pinning::resolver::{ResolveError, Resolver};
 use dragonfly_injector::pinning::{self, Pinner, ToolsImageCell};
 use dragonfly_injector::server;
+use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use oci_client::secrets::RegistryAuth;
 use std::sync::Arc;
 use std::time::Duration;
@@ -302,7 +303,7 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
     let bad = temp.path().join("bad.pem");
     std::fs::write(&bad, "nothing").unwrap();
     let error = Resolver::new(&config(&format!("registry: {{caBundle: {}}}\n", bad.display())).registry).err().unwrap();
-    assert!(error.contains("holds no PEM certificate"), "{error}");
+    assert!(error.to_string().contains("holds no PEM certificate"), "{error}");
 }
 
 #[tokio::test]

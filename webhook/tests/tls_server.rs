@@ -4,8 +4,9 @@
 mod common;
 
 use common::{client_config, eventually, fixture, get, review_for, Connection, KubeletDir, Pki};
-use dragonfly_injector::cli::{ClusterArgs, ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::server;
+use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use dragonfly_injector::manifests::yaml::{parse_documents, to_yaml};
+use dragonfly_injector::offline::yaml::{parse_documents, to_yaml};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;

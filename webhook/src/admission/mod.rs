@@ -3,8 +3,7 @@
 
 pub mod review;
 
-use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings, SkipReason, Status};
-use crate::pinning::ToolsImage;
+use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings, SkipReason, Status, ToolsImage};
 use base64::Engine as _;
 use review::{ResponseOut, ReviewIn, ReviewOut};
 use serde_json::Value;

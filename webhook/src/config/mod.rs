@@ -6,8 +6,7 @@
 mod values;
 
 pub use values::{
-    parse_duration, parse_image_ref, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageParts,
-    ImageRef, Platform, Quantity,
+    parse_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef, Platform, Quantity,
 };
 
 use serde::{Deserialize, Serialize};

@@ -208,71 +208,8 @@ pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
     }
 }
 
-/// The parts of an image reference, as far as the injector needs them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageParts<'a> {
-    /// Everything before the tag and digest: `[registry/]repository`.
-    pub name: &'a str,
-    pub tag: Option<&'a str>,
-    /// `sha256:<hex>`.
-    pub digest: Option<&'a str>,
-}
-
-pub fn parse_image_ref(value: &str) -> Result<ImageParts<'_>, String> {
-    let bad = |why: &str| Err(format!("{value:?} is not a valid image reference: {why}"));
-    if value.is_empty() || value.len() > 4096 {
-        return bad("empty or too long");
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("contains whitespace");
-    }
-    let (rest, digest) = match value.split_once('@') {
-        Some((rest, digest)) => {
-            let Some(hex) = digest.strip_prefix("sha256:") else {
-                return bad("the digest must be sha256:<64 hex digits>");
-            };
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-                return bad("the digest must be sha256:<64 lowercase hex digits>");
-            }
-            (rest, Some(digest))
-        }
-        None => (value, None),
-    };
-    // A ':' after the last '/' separates the tag; one before it belongs to a registry port.
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match rest[last_slash..].rfind(':') {
-        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-        None => (rest, None),
-    };
-    if let Some(tag) = tag {
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 128
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
-            && !tag.starts_with(['.', '-']);
-        if !tag_ok {
-            return bad("invalid tag");
-        }
-    }
-    let name_ok = !name.is_empty()
-        && !name.starts_with('/')
-        && !name.ends_with('/')
-        && !name.contains("//")
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
-    if !name_ok {
-        return bad("invalid repository name");
-    }
-    let repository = match name.split_once('/') {
-        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => path,
-        _ => name,
-    };
-    if repository.chars().any(|c| c.is_ascii_uppercase() || c == ':') {
-        return bad("the repository must be lowercase");
-    }
-    Ok(ImageParts { name, tag, digest })
-}
-
 pub fn check_image_ref(value: &str) -> Result<(), String> {
-    parse_image_ref(value).map(|_| ())
+    crate::image::ImageParts::parse(value).map(|_| ()).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -299,20 +236,14 @@ mod tests {
     }
 
     #[test]
-    fn image_references_are_split_into_name_tag_and_digest() {
-        let digest = format!("sha256:{}", "a".repeat(64));
-        let with_port = format!("localhost:5000/tools:v1@{digest}");
-        let parts = parse_image_ref(&with_port).unwrap();
-        assert_eq!(parts.name, "localhost:5000/tools");
-        assert_eq!(parts.tag, Some("v1"));
-        assert_eq!(parts.digest, Some(digest.as_str()));
-
-        let parts = parse_image_ref("registry:5000/ns/tools").unwrap();
-        assert_eq!((parts.name, parts.tag, parts.digest), ("registry:5000/ns/tools", None, None));
-
-        for bad in ["", "Tools:v1", "tools:", "tools@sha256:abc", "tools:v 1", "/tools", "tools:-x"] {
-            assert!(parse_image_ref(bad).is_err(), "{bad} should be rejected");
-        }
+    fn durations_take_a_unit_or_mean_seconds() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

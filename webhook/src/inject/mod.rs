@@ -160,6 +160,14 @@ impl Settings {
     }
 }
 
+/// The tools image reference to inject now: the pinned one, or the config's as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolsImage {
+    pub reference: String,
+    /// Set while a tag is injected although pinning is wanted (`preferred`, not resolved yet).
+    pub unpinned_warning: Option<String>,
+}
+
 /// Where the pod comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct PodContext<'a> {

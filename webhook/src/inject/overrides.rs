@@ -3,7 +3,7 @@
 
 use super::keys;
 use super::policy::annotation;
-use crate::config::parse_image_ref;
+use crate::image::ImageParts;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub fn read_overrides(
     let (key, value) = first_of(pod, &[keys::TOOLS_IMAGE, keys::LEGACY_TOOLS_IMAGE]);
     let tools_image = match value {
         None => None,
-        Some(value) => match value.as_str().map(|s| parse_image_ref(s).map(|_| s)) {
+        Some(value) => match value.as_str().map(|s| ImageParts::parse(s).map(|_| s)) {
             Some(Ok(image)) => Some(image.to_owned()),
             Some(Err(why)) => {
                 warnings.push(bad_value(key, value, &format!("is invalid ({why})")));

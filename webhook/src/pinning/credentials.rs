@@ -1,6 +1,7 @@
 //! Registry credentials from a Docker config file: the `.dockerconfigjson` of a
 //! `kubernetes.io/dockerconfigjson` Secret, mounted into the webhook's pod.
 
+use super::resolver::SetupError;
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
@@ -35,10 +36,10 @@ fn normalise(registry: &str) -> String {
 }
 
 impl DockerConfig {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read Docker config {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("invalid Docker config {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, SetupError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SetupError::ReadDockerConfig { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|message| SetupError::InvalidDockerConfig { path: path.to_owned(), message })
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -117,6 +118,6 @@ mod tests {
         let error = DockerConfig::parse(r#"{"auths": {"r.io": {"auth": "%%%"}}}"#).unwrap_err();
         assert!(error.contains("auths.r.io") && error.contains("base64"), "{error}");
         let error = DockerConfig::load(Path::new("/nonexistent/config.json")).unwrap_err();
-        assert!(error.contains("/nonexistent/config.json"), "{error}");
+        assert!(error.to_string().contains("/nonexistent/config.json"), "{error}");
     }
 }

@@ -4,32 +4,31 @@
 //! admission path; the last good digest keeps being served while the registry is slow, down or
 //! rate-limiting.
 
+pub mod command;
 pub mod credentials;
 pub mod index;
 pub mod resolver;
 
-use crate::config::{parse_image_ref, Pinning, ToolsConfig};
+use crate::cluster::NodeCache;
+use crate::config::{Pinning, RegistryConfig, ToolsConfig};
+use crate::image::ImageParts;
+use crate::inject::ToolsImage;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
-use resolver::{ResolveError, Resolved, Resolver};
+use resolver::{ResolveError, Resolved, Resolver, SetupError};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
 
-/// The tools image reference to inject now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolsImage {
-    pub reference: String,
-    /// Set while a tag is injected although pinning is wanted (`preferred`, not resolved yet).
-    pub unpinned_warning: Option<String>,
-}
-
+/// What the request path reads: `None` while no usable reference is known (pinning `required`
+/// and no digest resolved yet).
 pub type ToolsImageCell = ArcSwapOption<ToolsImage>;
 
 /// What to inject before any resolution, and whether resolution is needed at all.
 pub fn initial(tools: &ToolsConfig) -> (Option<ToolsImage>, bool) {
     let image = tools.image.as_str().to_owned();
-    let has_digest = parse_image_ref(&image).is_ok_and(|parts| parts.digest.is_some());
+    let has_digest = ImageParts::parse(&image).is_ok_and(|parts| parts.digest.is_some());
     match tools.pinning {
         _ if has_digest => (Some(ToolsImage { reference: image, unpinned_warning: None }), false),
         Pinning::Off => (Some(ToolsImage { reference: image, unpinned_warning: None }), false),
@@ -43,6 +42,35 @@ pub fn initial(tools: &ToolsConfig) -> (Option<ToolsImage>, bool) {
     }
 }
 
+/// Starts pinning the configured tools image: returns the cell the request path reads and, when
+/// the reference needs resolving, the background task that keeps it pinned. `nodes` (with
+/// cluster access) adds the check of the nodes' platforms against the index.
+pub fn spawn(
+    tools: &ToolsConfig,
+    registry: &RegistryConfig,
+    metrics: Arc<Metrics>,
+    nodes: Option<NodeCache>,
+) -> Result<(Arc<ToolsImageCell>, Option<JoinHandle<()>>), SetupError> {
+    let (first_image, needs_resolution) = initial(tools);
+    let cell = Arc::new(ToolsImageCell::new(first_image.map(Arc::new)));
+    if !needs_resolution {
+        // A digest given in the config is exported as it is; `pinning: off` has none.
+        let digest = ImageParts::parse(tools.image.as_str()).ok().and_then(|p| p.digest).unwrap_or_default();
+        metrics.set_tools_image(tools.image.as_str(), digest);
+        return Ok((cell, None));
+    }
+    let pinner = Pinner {
+        resolver: Resolver::new(registry)?,
+        image: tools.image.to_string(),
+        refresh_interval: tools.refresh_interval.0,
+        architectures: tools.architectures.iter().map(|p| p.as_str().to_owned()).collect(),
+        cell: cell.clone(),
+        metrics,
+        nodes: nodes.filter(|_| tools.check_node_architectures),
+    };
+    Ok((cell, Some(tokio::spawn(pinner.run()))))
+}
+
 pub struct Pinner {
     pub resolver: Resolver,
     pub image: String,
@@ -51,7 +79,7 @@ pub struct Pinner {
     pub cell: Arc<ToolsImageCell>,
     pub metrics: Arc<Metrics>,
     /// With cluster access: the nodes' platforms, compared with the index on every refresh.
-    pub nodes: Option<crate::namespaces::NodeCache>,
+    pub nodes: Option<NodeCache>,
 }
 
 /// Retry delays: 1 s doubling up to the refresh interval (at most 5 minutes), each scaled by a
@@ -148,46 +176,6 @@ impl Pinner {
             }
         }
     }
-}
-
-/// `dragonfly-injector resolve IMAGE`: prints what `serve` would pin.
-pub async fn resolve_command(args: crate::cli::ResolveArgs) -> anyhow::Result<()> {
-    use crate::config::{AbsolutePath, Config, ConfigDuration};
-    let crate::cli::ResolveArgs { image, config, docker_config, ca_bundle, plain_http, timeout } = args;
-    let config = match &config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let mut registry = config.registry.clone();
-    let absolute = |path: std::path::PathBuf| -> anyhow::Result<AbsolutePath> {
-        let path = std::path::absolute(&path)?;
-        AbsolutePath::try_from(path.display().to_string()).map_err(anyhow::Error::msg)
-    };
-    if let Some(path) = docker_config {
-        registry.docker_config = Some(absolute(path)?);
-    }
-    if let Some(path) = ca_bundle {
-        registry.ca_bundle = Some(absolute(path)?);
-    }
-    registry.plain_http.extend(plain_http);
-    if let Some(timeout) = timeout {
-        registry.timeout = ConfigDuration(timeout);
-    }
-    let resolver = Resolver::new(&registry).map_err(anyhow::Error::msg)?;
-    let resolved = resolver
-        .resolve(&image, None)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot resolve {image} ({}): {error}", error.label()))?;
-    let architectures: Vec<String> = config.tools.architectures.iter().map(|p| p.as_str().to_owned()).collect();
-    let missing = if resolved.is_index { index::missing(&architectures, &resolved.platforms) } else { architectures };
-    let list = |items: Vec<&str>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
-    println!("image:     {image}");
-    println!("digest:    {}", resolved.digest);
-    println!("pinned:    {}", resolved.pinned);
-    println!("kind:      {}", if resolved.is_index { "index (multi-arch)" } else { "single-platform manifest" });
-    println!("platforms: {}", list(resolved.platforms.iter().map(String::as_str).collect()));
-    println!("missing:   {}", list(missing.iter().map(String::as_str).collect()));
-    Ok(())
 }
 
 #[cfg(test)]

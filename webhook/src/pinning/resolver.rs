@@ -4,12 +4,14 @@
 
 use super::credentials::DockerConfig;
 use super::index::{self, ManifestKind, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES};
-use crate::config::{parse_image_ref, RegistryConfig};
+use crate::config::RegistryConfig;
+use crate::image::ImageParts;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Nested indexes are walked this deep at most.
@@ -110,6 +112,20 @@ fn classify(error: OciDistributionError) -> ResolveError {
     }
 }
 
+/// Why the resolver cannot be built from the registry settings: a start-up error, never a
+/// failure on every refresh.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read Docker config {path}: {source}")]
+    ReadDockerConfig { path: PathBuf, source: std::io::Error },
+    #[error("invalid Docker config {path}: {message}")]
+    InvalidDockerConfig { path: PathBuf, message: String },
+    #[error("cannot read CA bundle {path}: {source}")]
+    ReadCaBundle { path: PathBuf, source: std::io::Error },
+    #[error("CA bundle {path} holds no PEM certificate")]
+    EmptyCaBundle { path: PathBuf },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     /// The digest the tag points at: the index's, for a multi-arch image.
@@ -138,7 +154,7 @@ fn shipped_roots() -> Vec<Certificate> {
 impl Resolver {
     /// Reads the credentials and CA bundle the config names; a file that cannot be used is an
     /// error here, at start-up, not a failure on every refresh.
-    pub fn new(config: &RegistryConfig) -> Result<Self, String> {
+    pub fn new(config: &RegistryConfig) -> Result<Self, SetupError> {
         let RegistryConfig { docker_config, ca_bundle, plain_http, timeout } = config;
         let credentials = match docker_config {
             Some(path) => DockerConfig::load(std::path::Path::new(path.as_str()))?,
@@ -146,9 +162,10 @@ impl Resolver {
         };
         let mut roots = shipped_roots();
         if let Some(path) = ca_bundle {
-            let pem = std::fs::read(path.as_str()).map_err(|e| format!("cannot read CA bundle {path}: {e}"))?;
+            let path = PathBuf::from(path.as_str());
+            let pem = std::fs::read(&path).map_err(|source| SetupError::ReadCaBundle { path: path.clone(), source })?;
             if !String::from_utf8_lossy(&pem).contains("BEGIN CERTIFICATE") {
-                return Err(format!("CA bundle {path} holds no PEM certificate"));
+                return Err(SetupError::EmptyCaBundle { path });
             }
             roots.push(Certificate { encoding: CertificateEncoding::Pem, data: pem });
         }
@@ -180,7 +197,7 @@ impl Resolver {
     /// Resolves `image` (`[registry/]repository:tag`). `known` is the digest from the previous
     /// resolution: when the tag still points there, the index is not fetched again.
     pub async fn resolve(&self, image: &str, known: Option<&Resolved>) -> Result<Resolved, ResolveError> {
-        let parts = parse_image_ref(image).map_err(ResolveError::NotFound)?;
+        let parts = ImageParts::parse(image).map_err(|error| ResolveError::NotFound(error.to_string()))?;
         let reference: Reference = image.parse().map_err(|e| ResolveError::NotFound(format!("{image}: {e}")))?;
         let auth = self.credentials.auth_for(reference.resolve_registry());
         let digest = self.bounded(self.client.fetch_manifest_digest(&reference, &auth)).await?;
@@ -212,7 +229,7 @@ impl Resolver {
                 ManifestKind::Image => {}
             }
         }
-        let pinned = format!("{}{}@{digest}", parts.name, parts.tag.map(|t| format!(":{t}")).unwrap_or_default());
+        let pinned = parts.with_digest(&digest);
         Ok(Resolved { digest, pinned, is_index, platforms })
     }
 }

@@ -1,28 +1,28 @@
 //! `dragonfly-injector serve`: start-up, the two listeners, and shutdown.
 
 pub mod admin;
+mod args;
 pub mod https;
 pub mod state;
 pub mod tls;
 pub mod webhook;
 
-use crate::cli::{ClusterArgs, ServeArgs, ShutdownArgs};
+pub use args::{ListenArgs, ServeArgs, ShutdownArgs};
+pub use tls::TlsArgs;
+
+use crate::cluster::{NamespaceCache, NodeCache};
 use crate::config::Config;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
-use crate::namespaces::{NamespaceCache, NodeCache};
-use crate::pinning::{self, resolver::Resolver, Pinner};
+use crate::pinning;
 use anyhow::Context as _;
-use arc_swap::ArcSwapOption;
-use state::{Readiness, WebhookState};
+use state::WebhookState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tls::{CertReloader, CertResolver};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 /// A started server: both listeners bound, the certificate reloader running.
 pub struct Running {
@@ -41,57 +41,24 @@ pub struct Running {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
     let config = Config::load(&config_path)?;
-    let own_namespace = cluster.namespace.clone().or_else(|| {
-        std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
-            .ok()
-            .map(|ns| ns.trim().to_owned())
-            .filter(|ns| !ns.is_empty())
-    });
-    let settings = Settings::new(&config, own_namespace.as_deref())
+    let settings = Settings::new(&config, cluster.own_namespace().as_deref())
         .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", config_path.display()))?;
     if settings.socket.as_ref().is_some_and(|s| s.file_only) {
         tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
     }
 
-    let client = kube_client(&cluster).await?;
+    let client = cluster.client().await?;
     if client.is_none() {
         tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in, the Pod Security check and the node architecture check are off");
     }
     let namespaces = client.clone().map(NamespaceCache::start);
-
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::default());
     let certificate = Arc::new(CertResolver::default());
-    let (first_image, needs_resolution) = pinning::initial(&config.tools);
-    let tools_image = Arc::new(ArcSwapOption::new(first_image.map(Arc::new)));
-    let pin_task = if needs_resolution {
-        let resolver = Resolver::new(&config.registry)
+    let (tools_image, pin_task) =
+        pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))
             .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
-        let pinner = Pinner {
-            resolver,
-            image: config.tools.image.to_string(),
-            refresh_interval: config.tools.refresh_interval.0,
-            architectures: config.tools.architectures.iter().map(|p| p.as_str().to_owned()).collect(),
-            cell: tools_image.clone(),
-            metrics: metrics.clone(),
-            nodes: client.filter(|_| config.tools.check_node_architectures).map(NodeCache::start),
-        };
-        Some(tokio::spawn(pinner.run()))
-    } else {
-        // A digest given in the config is exported as it is; `pinning: off` has none.
-        let digest =
-            crate::config::parse_image_ref(config.tools.image.as_str()).ok().and_then(|p| p.digest).unwrap_or_default();
-        metrics.set_tools_image(config.tools.image.as_str(), digest);
-        None
-    };
-    let state = Arc::new(WebhookState {
-        settings,
-        tools_image,
-        namespaces,
-        metrics: metrics.clone(),
-        certificate: certificate.clone(),
-        readiness: Readiness::default(),
-    });
+    let state = Arc::new(WebhookState::new(settings, tools_image, namespaces, metrics.clone(), certificate.clone()));
     let tls_config =
         Arc::new(tls::server_config(certificate.clone(), provider.clone()).context("building the TLS configuration")?);
     let webhook_listener =
@@ -203,19 +170,4 @@ impl Signals {
             _ = self.interrupt.recv() => {}
         }
     }
-}
-
-async fn kube_client(args: &ClusterArgs) -> anyhow::Result<Option<kube::Client>> {
-    let config = if let Some(path) = &args.kubeconfig {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
-    } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        kube::Config::incluster().context("running in a cluster, but its service account is not usable")?
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(kube::Client::try_from(config).context("building the Kubernetes client")?))
 }

@@ -1,8 +1,8 @@
 //! State shared by the webhook and admin routers.
 
+use crate::cluster::NamespaceCache;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
-use crate::namespaces::NamespaceCache;
 use crate::pinning::ToolsImageCell;
 use crate::server::tls::CertResolver;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,17 @@ pub struct WebhookState {
 }
 
 impl WebhookState {
+    /// Ready once every condition holds; not shutting down.
+    pub fn new(
+        settings: Settings,
+        tools_image: Arc<ToolsImageCell>,
+        namespaces: Option<NamespaceCache>,
+        metrics: Arc<Metrics>,
+        certificate: Arc<CertResolver>,
+    ) -> Self {
+        WebhookState { settings, tools_image, namespaces, metrics, certificate, readiness: Readiness::default() }
+    }
+
     /// The unmet readiness conditions; empty when ready.
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();

@@ -6,8 +6,10 @@
 //! that fails to load (a half-written swap, a key that does not match) is logged and the
 //! previous pair keeps serving.
 
+use crate::config::parse_duration;
 use crate::metrics::{Metrics, ResultLabels};
 use arc_swap::ArcSwapOption;
+use clap::Args;
 use notify::Watcher as _;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -85,6 +87,18 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain; its directory is watched and the pair reloaded on change.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// Re-read the certificate at least this often, in case the directory watch misses a change.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    pub tls_poll_interval: Duration,
 }
 
 /// Keeps the resolver's pair in step with the files.

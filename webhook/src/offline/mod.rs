@@ -1,17 +1,43 @@
-//! `dragonfly-injector inject`: the offline injector for GitOps, like `istioctl kube-inject`.
+//! `dragonfly-injector inject`: the engine run offline over manifests for GitOps, like
+//! `istioctl kube-inject`.
 //! Reads YAML or JSON (one or many documents), injects Pods and the pod templates of workload
 //! kinds, and writes every document back in order. Output is produced whole before anything is
 //! written, so a bad document leaves standard output empty.
 
 pub mod yaml;
 
-use crate::cli::InjectArgs;
 use crate::config::Config;
 use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings};
 use anyhow::Context as _;
+use clap::Args;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The manifest file, or `-` for standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: String,
+    /// The config file (YAML); the embedded defaults without it.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Labels of the target namespace, `k=v,k2=v2`: namespace opt-in and Pod Security level.
+    #[arg(long, value_parser = parse_labels)]
+    pub namespace_labels: Option<BTreeMap<String, String>>,
+}
+
+pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+            _ => Err(format!("{pair:?} is not key=value")),
+        })
+        .collect()
+}
 
 /// Where each workload kind keeps its pod template.
 fn template_pointer(kind: &str) -> Option<&'static str> {
@@ -148,4 +174,19 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     }
     std::io::stdout().lock().write_all(output.as_bytes()).context("cannot write standard output")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_labels_parse_as_comma_separated_pairs() {
+        let labels =
+            parse_labels("dragonfly.io/inject-p2p=enabled, pod-security.kubernetes.io/enforce=baseline").unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+        assert!(parse_labels("novalue").is_err());
+        assert!(parse_labels("=v").is_err());
+    }
 }
