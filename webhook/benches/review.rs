@@ -19,7 +19,7 @@ fn corpus(name: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let settings = Settings::new(&Config::default(), Some("dragonfly-system")).unwrap();
+    let settings = Settings::new(&Config::default(), Some("dragonfly-system"));
     let image = ToolsImage {
         reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(),
         unpinned_warning: None,

@@ -6,7 +6,6 @@ mod common;
 
 use base64::Engine as _;
 use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
-use dragonfly_injector::inject::Settings;
 use dragonfly_injector::offline::yaml::parse_documents;
 use rustls::client::danger::ServerCertVerifier as _;
 use serde_json::Value;
@@ -319,7 +318,6 @@ fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
     assert_eq!(defaults.tools.image.as_str(), DEFAULT_TOOLS_IMAGE, "chart and binary agree on the default tools image");
     assert_eq!(defaults, Config { tools: defaults.tools.clone(), ..Config::default() });
     assert_eq!(defaults.tools, Config::default().tools, "the chart's defaults are the binary's defaults");
-    Settings::new(&defaults, Some(NAMESPACE)).unwrap();
 
     let digest = format!("sha256:{}", "ab".repeat(32));
     let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";

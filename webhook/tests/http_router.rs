@@ -25,7 +25,7 @@ const IMAGE: &str = "registry.local/tools:v1";
 fn state_with(config: &str, image: Option<&str>) -> Arc<WebhookState> {
     let config = Config::from_yaml(config).unwrap();
     Arc::new(WebhookState {
-        settings: Settings::new(&config, Some("dragonfly-system")).unwrap(),
+        settings: Settings::new(&config, Some("dragonfly-system")),
         tools_image: Arc::new(ArcSwapOption::new(
             image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None })),
         )),

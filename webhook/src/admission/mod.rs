@@ -3,7 +3,7 @@
 
 pub mod review;
 
-use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings, SkipReason, Status, ToolsImage};
+use crate::inject::{self, Decision, NamespaceLabels, Outcome, PodContext, RequestFacts, Settings, ToolsImage};
 use base64::Engine as _;
 use review::{ResponseOut, ReviewIn, ReviewOut};
 use serde_json::Value;
@@ -48,36 +48,11 @@ pub struct Summary {
     pub namespace: String,
     /// `metadata.name`, or `generateName` for pods from controllers.
     pub pod: String,
-    pub decision: Decided,
+    pub outcome: Outcome,
     pub warnings: Vec<String>,
     pub dry_run: bool,
     /// Injected with a tag because no digest was known yet.
     pub unpinned: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decided {
-    Injected(Status),
-    /// Opted in, but everything was already in place: empty patch.
-    Unchanged,
-    Skipped(SkipReason),
-}
-
-impl Decided {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Decided::Injected(_) => "injected",
-            Decided::Unchanged => "unchanged",
-            Decided::Skipped(_) => "skipped",
-        }
-    }
-
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Decided::Skipped(reason) => reason.as_str(),
-            _ => "",
-        }
-    }
 }
 
 pub struct Reviewed {
@@ -115,38 +90,31 @@ pub fn review(
     // Pods created by controllers carry no metadata.namespace at admission time.
     let namespace = request.namespace.filter(|ns| !ns.is_empty()).or_else(|| text("namespace")).unwrap_or_default();
 
-    let is_pod = request.kind.as_ref().is_some_and(|k| k.group.is_empty() && k.kind == "Pod");
-    let mut warnings = Vec::new();
-    let mut patch = None;
-    let decision = if !is_pod {
-        Decided::Skipped(SkipReason::NotPod)
-    } else if request.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
-        Decided::Skipped(SkipReason::Subresource)
-    } else if request.operation.as_deref() != Some("CREATE") {
-        Decided::Skipped(SkipReason::Operation)
-    } else if let Some(object) = object {
-        let labels = labels_of(&namespace);
-        let namespace_labels = labels.as_deref().map_or(NamespaceLabels::Unknown, NamespaceLabels::Known);
-        let context = PodContext { namespace: &namespace, namespace_labels, tools_image: &tools_image.reference };
-        let decision = inject::evaluate_owned(object, &context, settings);
-        warnings = decision.warnings;
-        match decision.outcome {
-            Outcome::Skipped(reason) => Decided::Skipped(reason),
-            Outcome::Injected { ops, .. } if ops.is_empty() => Decided::Unchanged,
-            Outcome::Injected { ops, status, .. } => {
-                if let Some(warning) = &tools_image.unpinned_warning {
-                    warnings.push(warning.clone());
-                }
-                let json = serde_json::to_vec(&ops).expect("patch operations serialise");
-                patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-                Decided::Injected(status)
-            }
-        }
-    } else {
-        warnings.push("the request carries no pod object; not injected".to_owned());
-        Decided::Skipped(SkipReason::InvalidPod)
+    let facts = RequestFacts {
+        is_pod: request.kind.as_ref().is_some_and(|k| k.group.is_empty() && k.kind == "Pod"),
+        sub_resource: request.sub_resource.as_deref(),
+        operation: request.operation.as_deref(),
     };
-
+    let mut warnings = Vec::new();
+    let mut decision = match inject::check_request(facts, object, &mut warnings) {
+        Err(reason) => Decision::skipped(reason, warnings),
+        Ok(pod) => {
+            let labels = labels_of(&namespace);
+            let namespace_labels = labels.as_deref().map_or(NamespaceLabels::Unknown, NamespaceLabels::Known);
+            let context = PodContext { namespace: &namespace, namespace_labels, tools_image: &tools_image.reference };
+            inject::evaluate_owned(pod, &context, settings)
+        }
+    };
+    let injected = matches!(decision.outcome, Outcome::Injected(_));
+    let unpinned = injected && tools_image.unpinned_warning.is_some();
+    if let Some(warning) = tools_image.unpinned_warning.as_ref().filter(|_| injected) {
+        decision.warnings.push(warning.clone());
+    }
+    let patch = injected.then(|| {
+        let json = serde_json::to_vec(&decision.ops).expect("patch operations serialise");
+        base64::engine::general_purpose::STANDARD.encode(json)
+    });
+    let warnings = decision.warnings;
     let response = ReviewOut {
         api_version: review::API_VERSION,
         kind: review::KIND,
@@ -159,9 +127,8 @@ pub fn review(
         },
     };
     let body = serde_json::to_vec(&response).expect("response serialises");
-    let unpinned = matches!(decision, Decided::Injected(_)) && tools_image.unpinned_warning.is_some();
-    let summary =
-        Summary { uid, namespace, pod, decision, warnings, dry_run: request.dry_run.unwrap_or(false), unpinned };
+    let dry_run = request.dry_run.unwrap_or(false);
+    let summary = Summary { uid, namespace, pod, outcome: decision.outcome, warnings, dry_run, unpinned };
     Ok(Reviewed { body, summary })
 }
 
@@ -172,7 +139,7 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> Settings {
-        Settings::new(&Config::default(), Some("dragonfly-system")).unwrap()
+        Settings::new(&Config::default(), Some("dragonfly-system"))
     }
 
     fn tag() -> ToolsImage {
@@ -230,7 +197,7 @@ mod tests {
         update["operation"] = json!("UPDATE");
         for (request, reason) in [(deployment, "not_pod"), (binding, "subresource"), (update, "operation")] {
             let reviewed = review(&review_json(request), &settings(), &tag(), &no_cluster).unwrap();
-            assert_eq!(reviewed.summary.decision.reason(), reason);
+            assert_eq!(reviewed.summary.outcome.reason(), reason);
             let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
             assert_eq!(out["response"], json!({"uid": "u-1", "allowed": true}));
         }
@@ -251,7 +218,7 @@ mod tests {
         assert!(!ops.is_empty());
         assert_eq!(reviewed.summary.namespace, "apps");
         assert_eq!(reviewed.summary.pod, "web-");
-        assert_eq!(reviewed.summary.decision.label(), "injected");
+        assert_eq!(reviewed.summary.outcome.label(), "injected");
     }
 
     #[test]
@@ -291,7 +258,7 @@ mod tests {
         let mut request = pod_request(Value::Null);
         request.as_object_mut().unwrap().remove("object");
         let reviewed = review(&review_json(request), &settings(), &tag(), &no_cluster).unwrap();
-        assert_eq!(reviewed.summary.decision, Decided::Skipped(SkipReason::InvalidPod));
+        assert_eq!(reviewed.summary.outcome, Outcome::Skipped(inject::SkipReason::InvalidPod));
         let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
         assert!(out["response"].get("patch").is_none());
         assert_eq!(out["response"]["allowed"], true);

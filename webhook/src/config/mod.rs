@@ -3,7 +3,11 @@
 //! The Helm chart maps its values onto this file, so the key names are part of the interface.
 //! See the README's "Configuration" section for every key and its default.
 
+mod checks;
+mod socket;
 mod values;
+
+pub use socket::{SocketMount, DFGET_SOCKET};
 
 pub use values::{
     parse_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef, Platform, Quantity,
@@ -355,7 +359,9 @@ impl Config {
         if only_comments {
             return Ok(Self::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|error| describe_yaml_error(text, &error))
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|error| describe_yaml_error(text, &error))?;
+        checks::cross_fields(&config, Some(text))?;
+        Ok(config)
     }
 }
 

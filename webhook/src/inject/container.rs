@@ -66,66 +66,102 @@ fn same_env(existing: &Value, ours: &Value) -> bool {
     normal(existing) == normal(ours)
 }
 
-/// Injects one container: whatever of the plan is not there yet.
-/// `base` is the container's JSON pointer (`/spec/containers/0`, `/spec/initContainers/1`).
-pub fn inject_container(
-    builder: &mut PatchBuilder,
-    base: &str,
-    plan: &ContainerPlan,
-    warnings: &mut Vec<String>,
-) -> Result<(), PatchError> {
-    let env_path = format!("{base}/env");
-    let name = builder.get(&format!("{base}/name")).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let position =
-        |builder: &PatchBuilder, wanted: &str| builder.array(&env_path).iter().position(|e| env_name(e) == wanted);
+/// One change to a container, relative to its JSON pointer, in the order it is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Edit {
+    /// Insert into `env` at this index (of `env` as the earlier edits left it).
+    Env { at: usize, entry: Value },
+    /// Append to `volumeMounts`.
+    Mount(Value),
+    /// Replace the value of the `env` entry at this index (`PATH`).
+    EnvValue { at: usize, value: String },
+}
+
+/// What one container needs of the plan: whatever is not there yet, computed from the container
+/// as it is, without changing it. Warnings for parts left out go to `warnings`.
+pub fn plan_container(container: &Value, plan: &ContainerPlan, warnings: &mut Vec<String>) -> Vec<Edit> {
+    let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
+    let list = |key: &str| container.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    // `env` and `volumeMounts` as they will stand after the edits so far.
+    let mut env: Vec<&Value> = list("env").iter().collect();
+    let mut mounts: Vec<(&str, &str)> = list("volumeMounts")
+        .iter()
+        .map(|m| {
+            let text = |key: &str| m.get(key).and_then(Value::as_str).unwrap_or_default();
+            (text("mountPath"), text("name"))
+        })
+        .collect();
+    let mut edits = Vec::new();
 
     // Our variables go first, the proxy right after the variable it references, so that both
     // Kubernetes' `$(VAR)` expansion (which only sees earlier entries) and the user's own
     // variables (which may reference ours) work.
     let mut after = 0;
     for entry in [Some(&plan.host_env), Some(&plan.proxy_env), plan.transfer_env.as_ref()].into_iter().flatten() {
-        match position(builder, env_name(entry)) {
+        match env.iter().position(|e| env_name(e) == env_name(entry)) {
             Some(existing) => {
-                if !same_env(&builder.array(&env_path)[existing], entry) {
+                if !same_env(env[existing], entry) {
                     warnings.push(format!("container {name} already sets {}; left as it is", env_name(entry)));
                 }
                 after = after.max(existing + 1);
             }
             None => {
-                builder.insert(&env_path, after, entry.clone())?;
+                env.insert(after, entry);
+                edits.push(Edit::Env { at: after, entry: entry.clone() });
                 after += 1;
             }
         }
     }
 
-    let mounts_path = format!("{base}/volumeMounts");
-    let mounted =
-        |builder: &mut PatchBuilder, plan: &MountPlan, warnings: &mut Vec<String>| -> Result<bool, PatchError> {
-            let clash = builder
-                .array(&mounts_path)
-                .iter()
-                .find(|m| m.get("mountPath").and_then(Value::as_str) == Some(&plan.mount_path));
-            match clash {
-                Some(existing) if existing.get("name").and_then(Value::as_str) == Some(&plan.volume) => Ok(true),
-                Some(_) => {
-                    warnings.push(format!(
-                        "container {name} already mounts something at {}; that part is not injected into it",
-                        plan.mount_path
-                    ));
-                    Ok(false)
-                }
-                None => builder.push(&mounts_path, plan.entry()).map(|()| true),
-            }
-        };
     if let Some(socket) = &plan.socket {
-        mounted(builder, socket, warnings)?;
+        mount(&mut mounts, socket, name, &mut edits, warnings);
     }
     if let Some(tools) = &plan.tools {
-        if mounted(builder, tools, warnings)? {
+        if mount(&mut mounts, tools, name, &mut edits, warnings) {
             for link in &plan.links {
-                mounted(builder, link, warnings)?;
+                mount(&mut mounts, link, name, &mut edits, warnings);
             }
-            prepend_path(builder, &env_path, &name, &tools.mount_path, after, plan.path_for_bare_containers, warnings)?;
+            edits.extend(prepend_path(&env, name, &tools.mount_path, after, plan.path_for_bare_containers, warnings));
+        }
+    }
+    edits
+}
+
+/// Mounts `wanted` unless its place is taken; whether it is mounted afterwards. `mounts` holds
+/// (path, volume) of the container's mounts so far.
+fn mount<'a>(
+    mounts: &mut Vec<(&'a str, &'a str)>,
+    wanted: &'a MountPlan,
+    container: &str,
+    edits: &mut Vec<Edit>,
+    warnings: &mut Vec<String>,
+) -> bool {
+    match mounts.iter().find(|(path, _)| *path == wanted.mount_path) {
+        Some((_, volume)) => {
+            let ours = *volume == wanted.volume;
+            if !ours {
+                warnings.push(format!(
+                    "container {container} already mounts something at {}; that part is not injected into it",
+                    wanted.mount_path
+                ));
+            }
+            ours
+        }
+        None => {
+            mounts.push((&wanted.mount_path, &wanted.volume));
+            edits.push(Edit::Mount(wanted.entry()));
+            true
+        }
+    }
+}
+
+/// Writes a container's edits under `base`, its JSON pointer (`/spec/containers/0`).
+pub fn apply(builder: &mut PatchBuilder, base: &str, edits: Vec<Edit>) -> Result<(), PatchError> {
+    for edit in edits {
+        match edit {
+            Edit::Env { at, entry } => builder.insert(&format!("{base}/env"), at, entry)?,
+            Edit::Mount(entry) => builder.push(&format!("{base}/volumeMounts"), entry)?,
+            Edit::EnvValue { at, value } => builder.replace(format!("{base}/env/{at}/value"), Value::String(value))?,
         }
     }
     Ok(())
@@ -134,34 +170,30 @@ pub fn inject_container(
 /// The tools directory first on a PATH the container sets by value, once. A container without
 /// PATH keeps its image's (only `prepend` mode sets one, with the common default after it).
 fn prepend_path(
-    builder: &mut PatchBuilder,
-    env_path: &str,
+    env: &[&Value],
     container: &str,
     dir: &str,
     insert_at: usize,
     set_when_missing: bool,
     warnings: &mut Vec<String>,
-) -> Result<(), PatchError> {
-    let Some(index) = builder.array(env_path).iter().position(|e| env_name(e) == "PATH") else {
-        if !set_when_missing {
-            return Ok(());
-        }
+) -> Option<Edit> {
+    let Some(index) = env.iter().position(|e| env_name(e) == "PATH") else {
         let value = format!("{dir}:{DEFAULT_LINUX_PATH}");
-        return builder.insert(env_path, insert_at, json!({"name": "PATH", "value": value}));
+        return set_when_missing.then(|| Edit::Env { at: insert_at, entry: json!({"name": "PATH", "value": value}) });
     };
-    let entry = &builder.array(env_path)[index];
+    let entry = env[index];
     if entry.get("valueFrom").is_some() {
         warnings.push(format!(
             "container {container} sets PATH from a source; {dir} was not added to it (call {dir}/dfget)"
         ));
-        return Ok(());
+        return None;
     }
     let current = entry.get("value").and_then(Value::as_str).unwrap_or_default();
     if current == dir || current.starts_with(&format!("{dir}:")) {
-        return Ok(());
+        return None;
     }
     let value = if current.is_empty() { dir.to_owned() } else { format!("{dir}:{current}") };
-    builder.replace(format!("{env_path}/{index}/value"), Value::String(value))
+    Some(Edit::EnvValue { at: index, value })
 }
 
 #[cfg(test)]
@@ -191,9 +223,10 @@ mod tests {
     }
 
     fn inject_with(container: Value, plan: &ContainerPlan) -> (Value, Vec<String>) {
-        let mut builder = PatchBuilder::new(json!({"spec": {"containers": [container]}}));
         let mut warnings = Vec::new();
-        inject_container(&mut builder, "/spec/containers/0", plan, &mut warnings).unwrap();
+        let edits = plan_container(&container, plan, &mut warnings);
+        let mut builder = PatchBuilder::new(json!({"spec": {"containers": [container]}}));
+        apply(&mut builder, "/spec/containers/0", edits).unwrap();
         (builder.finish().1["spec"]["containers"][0].clone(), warnings)
     }
 
@@ -320,10 +353,8 @@ mod tests {
     #[test]
     fn a_second_pass_changes_nothing() {
         let (once, _) = inject(json!({"name": "app", "env": [{"name": "X", "value": "1"}]}));
-        let mut builder = PatchBuilder::new(json!({"spec": {"containers": [once]}}));
         let mut warnings = Vec::new();
-        inject_container(&mut builder, "/spec/containers/0", &plan(), &mut warnings).unwrap();
-        assert!(builder.finish().0.is_empty());
+        assert_eq!(plan_container(&once, &plan(), &mut warnings), []);
         assert!(warnings.is_empty());
     }
 }

@@ -49,18 +49,6 @@ impl PatchBuilder {
         &self.doc
     }
 
-    pub fn get(&self, pointer: &str) -> Option<&Value> {
-        self.doc.pointer(pointer)
-    }
-
-    /// The array at `pointer`, or an empty slice when it is missing or null.
-    pub fn array(&self, pointer: &str) -> &[Value] {
-        match self.doc.pointer(pointer) {
-            Some(Value::Array(items)) => items,
-            _ => &[],
-        }
-    }
-
     /// Adds an object member, inserts into an array at an index, or appends with `-`.
     pub fn add(&mut self, path: String, value: Value) -> Result<(), PatchError> {
         self.apply(&path, value.clone(), false)?;

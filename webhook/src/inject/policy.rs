@@ -1,9 +1,11 @@
-//! Whether a pod is injected at all: exclusions first, then the pod's own opt-in or opt-out,
-//! then its namespace's label.
+//! Whether a pod is injected at all, and every reason it is not: the request first (only a
+//! Pod's own CREATE, with the pod in it), then exclusions, the pod's own opt-in or opt-out, its
+//! namespace's label, and last whether the engine can read the pod's shape.
 
-use super::keys;
+use super::{keys, shape};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
 
 /// Why a pod was left alone. The label is a metrics label: keep the set small and fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,12 +76,58 @@ impl<'a> NamespaceLabels<'a> {
     }
 }
 
+/// What the API server asks about, as the admission request states it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFacts<'a> {
+    /// The kind is the core group's `Pod`.
+    pub is_pod: bool,
+    pub sub_resource: Option<&'a str>,
+    pub operation: Option<&'a str>,
+}
+
+/// The request-level half of the decision: the pod to decide about, or why not.
+pub fn check_request(
+    facts: RequestFacts<'_>,
+    object: Option<Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, SkipReason> {
+    if !facts.is_pod {
+        Err(SkipReason::NotPod)
+    } else if facts.sub_resource.is_some_and(|s| !s.is_empty()) {
+        Err(SkipReason::Subresource)
+    } else if facts.operation != Some("CREATE") {
+        Err(SkipReason::Operation)
+    } else {
+        object.ok_or_else(|| {
+            warnings.push("the request carries no pod object; not injected".to_owned());
+            SkipReason::InvalidPod
+        })
+    }
+}
+
+/// A pod the engine cannot read or patch (`why` says where): left alone, with a warning.
+pub fn unreadable(why: &dyn Display, warnings: &mut Vec<String>) -> SkipReason {
+    warnings.push(format!("the pod could not be read ({why}); not injected"));
+    SkipReason::InvalidPod
+}
+
 pub fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a Value> {
     pod.get("metadata")?.get("annotations")?.get(key)
 }
 
 /// Decides whether to inject. Warnings about unreadable opt-in values are pushed to `warnings`.
 pub fn decide(
+    pod: &Value,
+    namespace: &str,
+    labels: NamespaceLabels<'_>,
+    excluded: &BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), SkipReason> {
+    opted_in(pod, namespace, labels, excluded, warnings)?;
+    shape::check_pod_shape(pod).map_err(|why| unreadable(&why, warnings))
+}
+
+fn opted_in(
     pod: &Value,
     namespace: &str,
     labels: NamespaceLabels<'_>,
@@ -150,7 +198,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod_with(annotations: Value, spec: Value) -> Value {
+    /// A readable pod (one container unless `spec` names its own) with these annotations.
+    fn pod_with(annotations: Value, mut spec: Value) -> Value {
+        if spec.get("containers").is_none() {
+            spec["containers"] = json!([{"name": "app"}]);
+        }
         json!({"metadata": {"annotations": annotations}, "spec": spec})
     }
 
@@ -237,6 +289,36 @@ mod tests {
         assert_eq!(run(&windows, "default", &[]).0, Err(SkipReason::Windows));
         let windows_os = pod_with(yes, json!({"os": {"name": "windows"}}));
         assert_eq!(run(&windows_os, "default", &[]).0, Err(SkipReason::Windows));
+    }
+
+    #[test]
+    fn an_opted_in_pod_the_engine_cannot_read_is_skipped_with_the_reason() {
+        let yes = json!({"dragonfly.io/inject-p2p": "true"});
+        let (decision, warnings) = run(&pod_with(yes.clone(), json!({"containers": []})), "default", &[]);
+        assert_eq!(decision, Err(SkipReason::InvalidPod));
+        assert!(
+            warnings[0].contains("spec.containers is empty") && warnings[0].ends_with("not injected"),
+            "{warnings:?}"
+        );
+        // Not opted in: its shape is none of the injector's business.
+        let (decision, warnings) = run(&pod_with(json!({}), json!({"containers": 5})), "default", &[]);
+        assert_eq!((decision, warnings.len()), (Err(SkipReason::NotOptedIn), 0));
+    }
+
+    #[test]
+    fn only_a_pods_own_create_with_the_pod_in_it_goes_on() {
+        let pod = || Some(json!({"spec": {}}));
+        let create = RequestFacts { is_pod: true, sub_resource: None, operation: Some("CREATE") };
+        let mut warnings = Vec::new();
+        assert!(check_request(create, pod(), &mut warnings).is_ok());
+        assert!(check_request(RequestFacts { sub_resource: Some(""), ..create }, pod(), &mut warnings).is_ok());
+        let mut skipped = |facts, object| check_request(facts, object, &mut warnings).unwrap_err();
+        assert_eq!(skipped(RequestFacts { is_pod: false, ..create }, pod()), SkipReason::NotPod);
+        assert_eq!(skipped(RequestFacts { sub_resource: Some("binding"), ..create }, pod()), SkipReason::Subresource);
+        assert_eq!(skipped(RequestFacts { operation: Some("UPDATE"), ..create }, pod()), SkipReason::Operation);
+        assert_eq!(skipped(RequestFacts { operation: None, ..create }, pod()), SkipReason::Operation);
+        assert_eq!(skipped(create, None), SkipReason::InvalidPod);
+        assert_eq!(warnings, ["the request carries no pod object; not injected"]);
     }
 
     #[test]

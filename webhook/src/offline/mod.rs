@@ -7,7 +7,7 @@
 pub mod yaml;
 
 use crate::config::Config;
-use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings};
+use crate::inject::{self, NamespaceLabels, PodContext, Settings};
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::Value;
@@ -85,7 +85,7 @@ impl Injector<'_> {
         };
         let decision = inject::evaluate(template, &context, self.settings);
         warnings.extend(decision.warnings.into_iter().map(|w| format!("{kind}/{name}: {w}")));
-        if let Outcome::Injected { patched, .. } = decision.outcome {
+        if let Some(patched) = decision.patched {
             *template = patched;
         }
     }
@@ -157,7 +157,7 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let settings = Settings::new(&config, None).map_err(|error| anyhow::anyhow!("invalid config: {error}"))?;
+    let settings = Settings::new(&config, None);
     let input = if file == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;

@@ -41,8 +41,7 @@ pub struct Running {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
     let config = Config::load(&config_path)?;
-    let settings = Settings::new(&config, cluster.own_namespace().as_deref())
-        .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", config_path.display()))?;
+    let settings = Settings::new(&config, cluster.own_namespace().as_deref());
     if settings.socket.as_ref().is_some_and(|s| s.file_only) {
         tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
     }

@@ -1,6 +1,7 @@
 //! The webhook's HTTPS router: `POST /mutate`.
 
-use crate::admission::{self, Decided};
+use crate::admission;
+use crate::inject::Outcome;
 use crate::metrics::Metrics;
 use crate::server::state::WebhookState;
 use axum::body::Bytes;
@@ -71,18 +72,18 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             span.record("uid", summary.uid.as_str());
             span.record("namespace", summary.namespace.as_str());
             span.record("pod", summary.pod.as_str());
-            span.record("decision", summary.decision.label());
-            state.metrics.count_request(summary.decision.label(), summary.decision.reason());
+            span.record("decision", summary.outcome.label());
+            state.metrics.count_request(summary.outcome.label(), summary.outcome.reason());
             state.metrics.warnings.inc_by(summary.warnings.len() as u64);
             if summary.unpinned {
                 state.metrics.tools_image_unpinned_injections.inc();
             }
-            let (parts, containers) = match &summary.decision {
-                Decided::Injected(status) => (status.parts(), status.containers.join(",")),
+            let (parts, containers) = match &summary.outcome {
+                Outcome::Injected(status) => (status.parts(), status.containers.join(",")),
                 _ => (String::new(), String::new()),
             };
             tracing::info!(
-                reason = summary.decision.reason(),
+                reason = summary.outcome.reason(),
                 injected = parts,
                 containers,
                 warnings = ?summary.warnings,

@@ -1,0 +1,125 @@
+//! Checks across keys, run after each value has passed its own: directories the injected
+//! containers mount must not overlap. Reported like the parser's own errors, with the key path,
+//! line and column, so `serve`, `inject` and `resolve` all name the place to fix.
+
+use super::{Config, SocketMount, ToolsPath};
+use yaml_rust2::parser::{Event, Parser};
+
+/// `a` is `b` or lies inside it.
+fn nested(a: &str, b: &str) -> bool {
+    a == b || a.starts_with(&format!("{}/", b.trim_end_matches('/')))
+}
+
+fn overlap(a: &str, b: &str) -> bool {
+    nested(a, b) || nested(b, a)
+}
+
+/// The first overlap found, as `tools.mountPath: ... at line L column C` (`text` locates the key;
+/// without it, or for a key left at its default, the location is left out).
+pub fn cross_fields(config: &Config, text: Option<&str>) -> Result<(), String> {
+    let tools = config.tools.mount_path.as_str();
+    let mut problem = None;
+    if config.socket.enabled {
+        let socket = SocketMount::for_socket(config.socket.path.as_str());
+        if overlap(tools, socket.mount_path) {
+            problem = Some(format!(
+                "{tools} overlaps the socket's mount at {} (from socket.path {}); choose another directory",
+                socket.mount_path, config.socket.path
+            ));
+        }
+    }
+    let link_dir = config.tools.link_dir.as_str();
+    if problem.is_none() && config.tools.path == ToolsPath::Link && overlap(tools, link_dir) {
+        problem = Some(format!("{tools} overlaps tools.linkDir {link_dir}; choose another directory"));
+    }
+    let Some(problem) = problem else { return Ok(()) };
+    let at = text
+        .and_then(|text| key_position(text, &["tools", "mountPath"]))
+        .map(|(line, column)| format!(" at line {line} column {column}"))
+        .unwrap_or_default();
+    Err(format!("tools.mountPath: {problem}{at}"))
+}
+
+enum Frame {
+    Mapping { key: Option<String>, expecting_key: bool },
+    Sequence,
+}
+
+/// Line and column (1-based) of the key at `path` in the first document, if it is written there.
+pub fn key_position(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    // A value (scalar, alias or collection) has ended: its mapping now expects a key.
+    let value_done = |stack: &mut Vec<Frame>| {
+        if let Some(Frame::Mapping { expecting_key, .. }) = stack.last_mut() {
+            *expecting_key = true;
+        }
+    };
+    loop {
+        let (event, mark) = parser.next_token().ok()?;
+        match event {
+            Event::StreamEnd | Event::DocumentEnd => return None,
+            Event::MappingStart(..) => stack.push(Frame::Mapping { key: None, expecting_key: true }),
+            Event::SequenceStart(..) => stack.push(Frame::Sequence),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                value_done(&mut stack);
+            }
+            Event::Scalar(text, ..) => match stack.last_mut() {
+                Some(Frame::Mapping { key, expecting_key }) if *expecting_key => {
+                    *key = Some(text);
+                    *expecting_key = false;
+                    let keys: Vec<&str> = stack
+                        .iter()
+                        .map(|frame| match frame {
+                            Frame::Mapping { key: Some(key), .. } => key.as_str(),
+                            _ => "",
+                        })
+                        .collect();
+                    if keys == path {
+                        return Some((mark.line(), mark.col() + 1));
+                    }
+                }
+                _ => value_done(&mut stack),
+            },
+            Event::Alias(_) => value_done(&mut stack),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_located_in_block_and_flow_style() {
+        let text = "proxy:\n  port: 4001\ntools:\n  binaries: [dfget, dfcache]\n  resources: {limits: {cpu: 1}}\n  mountPath: /x\n";
+        assert_eq!(key_position(text, &["tools", "mountPath"]), Some((6, 3)));
+        assert_eq!(key_position(text, &["proxy", "port"]), Some((2, 3)));
+        assert_eq!(key_position("tools: {mountPath: /x}\n", &["tools", "mountPath"]), Some((1, 9)));
+        assert_eq!(key_position(text, &["mountPath"]), None, "only the full path matches");
+        assert_eq!(key_position("mountPath: [", &["mountPath"]), Some((1, 1)));
+        assert_eq!(key_position("tools: [", &["tools", "mountPath"]), None, "a broken document gives none");
+    }
+
+    #[test]
+    fn overlapping_directories_name_the_key_and_its_line() {
+        let cases = [
+            ("tools: {mountPath: /var/run/dragonfly}\n", "overlaps the socket's mount"),
+            ("tools:\n  mountPath: /var/run/dragonfly/bin\n", "overlaps the socket's mount"),
+            ("tools: {mountPath: /var}\nsocket: {path: /var/lib/df/d.sock}\n", "overlaps the socket's mount"),
+            ("tools: {mountPath: /usr/local/bin}\n", "overlaps tools.linkDir"),
+        ];
+        for (text, wanted) in cases {
+            let error = Config::from_yaml(text).unwrap_err();
+            assert!(error.starts_with("tools.mountPath: ") && error.contains(wanted), "{text}: {error}");
+            assert!(error.contains(" at line "), "{error}");
+        }
+        // The same directories are fine when the part they would collide with is off.
+        Config::from_yaml("tools: {mountPath: /var/run/dragonfly/bin}\nsocket: {enabled: false}\n").unwrap();
+        Config::from_yaml("tools: {mountPath: /usr/local/bin, path: prepend}\n").unwrap();
+        // A file-mounted socket leaves its directory free.
+        Config::from_yaml("tools: {mountPath: /var/run/dragonfly/bin}\nsocket: {path: /run/df.sock}\n").unwrap();
+    }
+}
