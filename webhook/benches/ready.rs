@@ -2,15 +2,12 @@
 //! with `pinning: required` against a loopback docker-registry (ready only once pinned).
 //! `cargo bench -p dragonfly-injector --bench ready`; results in BENCHMARKS.md.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
-use common::Pki;
 use oci_client::secrets::RegistryAuth;
 use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
+use test_kit::Pki;
 
 const RUNS: usize = 20;
 
@@ -19,7 +16,7 @@ const RUNS: usize = 20;
 fn time_to_ready(dir: &std::path::Path, config: &str) -> Duration {
     std::fs::write(dir.join("injector.yaml"), config).unwrap();
     let started = Instant::now();
-    let mut child = common::serve_command(dir).args(["--shutdown-delay", "0s"]).spawn().unwrap();
+    let mut child = test_kit::serve_command(dir).args(["--shutdown-delay", "0s"]).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let admin = loop {
         let line: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap_or_default();
@@ -63,7 +60,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    common::install_crypto();
+    test_kit::install_crypto();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let registry = Registry::start(RegistryOptions::default());
     let digest = runtime.block_on(push_index(

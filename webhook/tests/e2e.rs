@@ -4,20 +4,19 @@
 //! the API server stored. One control plane serves all scenarios; this binary runs them itself
 //! (harness = false) so that it can tear everything down whatever happens.
 
-mod common;
-
-use common::cluster::{control_plane_binaries, spawn_tied, ControlPlane, Options};
-use common::dragonfly::{blob, sha256_hex, Dragonfly, Origin};
-use common::node::{Node, NODE_IP, TAINT};
-use common::oci::Image;
-use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
-use common::{succeed, KubeletDir, Leaf, Pki};
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use test_kit::cluster::{control_plane_binaries, spawn_tied, ControlPlane, Options};
+use test_kit::dragonfly::{blob, sha256_hex, Dragonfly, Origin};
+use test_kit::free_port;
+use test_kit::node::{Node, NODE_IP, TAINT};
+use test_kit::oci::Image;
+use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
+use test_kit::{succeed, wait_for, wait_until, KubeletDir, Leaf, Pki, Waited};
 
 const RELEASE_NAMESPACE: &str = "dragonfly-system";
 /// Where the node's dfdaemon keeps its socket: deliberately not dfget's default directory.
@@ -66,24 +65,16 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
-fn wait(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 impl Env {
     fn setup() -> Env {
-        common::install_crypto();
-        let helm = common::cached_tool("helm.sh");
+        test_kit::install_crypto();
+        let helm = test_kit::cached_tool("helm.sh");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let registry = Registry::start(RegistryOptions::default());
         // The real tools image, baked from the cross-built binaries, when scripts/cross-build.sh
         // has run (scripts/test.sh runs it); otherwise a hand-made two-platform index.
         let mut webhook_image = None;
-        let (tools_repository, digest) = match common::bake::publish_images(&registry.host, "v1") {
+        let (tools_repository, digest) = match test_kit::bake::publish_images(&registry.host, "v1") {
             Some(published) => {
                 eprintln!("e2e: tools image {}:v1 baked from the dist with docker buildx bake", published.tools.0);
                 webhook_image = published.webhook;
@@ -171,7 +162,7 @@ impl Env {
                 .arg(format!("--cert={}", work.join("tls.crt").display()))
                 .arg(format!("--key={}", work.join("tls.key").display())),
         );
-        let chart = common::repo_root().join("charts/dragonfly-injector");
+        let chart = test_kit::repo_root().join("charts/dragonfly-injector");
         succeed(
             Command::new(&helm)
                 .args(["install", "df"])
@@ -276,7 +267,7 @@ impl Env {
             &self.work.join("webhook.log"),
         );
         *self.webhook.lock().unwrap() = Some(child);
-        wait(Duration::from_secs(60), "the webhook ready (certificate, pinned digest, namespace cache)", || {
+        wait_for(Duration::from_secs(60), "the webhook ready (certificate, pinned digest, namespace cache)", || {
             matches!(http_get(self.admin_port, "/readyz"), Some((200, _)))
         });
     }
@@ -311,7 +302,7 @@ impl Env {
         let output =
             self.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}));
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        wait(Duration::from_secs(30), "the namespace's default service account", || {
+        wait_for(Duration::from_secs(30), "the namespace's default service account", || {
             self.kubectl(&["get", "serviceaccount", "default", "-n", name]).status.success()
         });
     }
@@ -319,7 +310,7 @@ impl Env {
     /// The webhook learns namespace labels from a watch; a server-side dry run tells when a
     /// freshly labelled namespace is known to it, without storing anything.
     fn wait_until_webhook_knows(&self, namespace: &str, probe: &Value, known: impl Fn(&Value) -> bool) {
-        wait(Duration::from_secs(30), "the webhook's namespace cache", || {
+        wait_for(Duration::from_secs(30), "the webhook's namespace cache", || {
             let output = self.plane.kubectl_stdin(
                 &["create", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json"],
                 &probe.to_string(),
@@ -423,7 +414,7 @@ fn deployment_pods_from_the_controller_are_injected(env: &Env) {
     let output = env.apply(&deployment);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let mut pods = Vec::new();
-    wait(Duration::from_secs(60), "the ReplicaSet's pods", || {
+    wait_for(Duration::from_secs(60), "the ReplicaSet's pods", || {
         let list: Value =
             serde_json::from_str(&env.kubectl_ok(&["get", "pods", "-n", "e2e-deploy", "-l", "app=web", "-o", "json"]))
                 .unwrap();
@@ -582,15 +573,15 @@ fn certificate_rotation_fails_no_admission(env: &Env) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", env.webhook_port).parse().unwrap();
     let served = runtime
-        .block_on(common::Connection::open(addr, common::client_config(&env.webhook_pki.ca_pem)))
+        .block_on(test_kit::Connection::open(addr, test_kit::client_config(&env.webhook_pki.ca_pem)))
         .unwrap()
         .server_cert;
     assert_eq!(served, new_leaf.der, "the webhook serves the rotated certificate");
 }
 
 fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
-    let helm = common::cached_tool("helm.sh");
-    let chart = common::repo_root().join("charts/dragonfly-injector");
+    let helm = test_kit::cached_tool("helm.sh");
+    let chart = test_kit::repo_root().join("charts/dragonfly-injector");
     let upgrade = |policy: &str| {
         succeed(
             Command::new(&helm)
@@ -643,7 +634,7 @@ fn a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail(env: &Env) {
 
 fn a_stopped_registry_keeps_new_pods_on_the_last_good_digest(env: &Env) {
     env.registry.lock().unwrap().stop();
-    wait(Duration::from_secs(30), "the webhook's refresh failing against the stopped registry", || {
+    wait_for(Duration::from_secs(30), "the webhook's refresh failing against the stopped registry", || {
         let (_, text) = http_get(env.admin_port, "/metrics").unwrap();
         text.lines()
             .any(|l| l.starts_with("dragonfly_injector_tools_image_resolution_failures_total{") && !l.ends_with(" 0"))
@@ -658,8 +649,7 @@ fn a_stopped_registry_keeps_new_pods_on_the_last_good_digest(env: &Env) {
 
 /// `scripts/demo.sh`: the whole stack for real, one annotated pod created and printed.
 fn demo(env: &Env) {
-    let manifest =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/demo-pod.yaml")).unwrap();
+    let manifest = std::fs::read_to_string(test_kit::repo_root().join("examples/demo-pod.yaml")).unwrap();
     env.namespace("demo", &[]);
     println!("\n$ kubectl create -n demo -f examples/demo-pod.yaml");
     let output = env.plane.kubectl_stdin(&["create", "-n", "demo", "-f", "-"], &manifest);
@@ -752,7 +742,7 @@ impl Env {
         let mut left = node.sysctls_changed();
         drop(real.dragonfly);
         drop(node);
-        left.extend(common::node::leftovers());
+        left.extend(test_kit::node::leftovers());
         left
     }
 
@@ -767,20 +757,25 @@ impl Env {
         let name = manifest["metadata"]["name"].as_str().unwrap();
         let output = self.plane.kubectl_stdin(&["create", "-n", namespace, "-f", "-"], &manifest.to_string());
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let pod = self.get("pod", namespace, name);
+        let mut pod = Value::Null;
+        let finished = wait_until(Duration::from_secs(120), Duration::from_millis(250), || {
+            pod = self.get("pod", namespace, name);
             match pod["status"]["phase"].as_str() {
-                Some("Succeeded") => return pod,
-                Some("Failed") => panic!("pod {name} failed: {}\n{}", pod["status"], self.pod_logs(namespace, name)),
-                _ => {}
+                Some("Succeeded") => Ok(true),
+                Some("Failed") => {
+                    Err(format!("pod {name} failed: {}\n{}", pod["status"], self.pod_logs(namespace, name)))
+                }
+                _ => Ok(false),
             }
-            if Instant::now() > deadline {
+        });
+        match finished {
+            Ok(()) => pod,
+            Err(Waited::Failed(why)) => panic!("{why}"),
+            Err(Waited::TimedOut) => {
                 let node = self.real().node.lock().unwrap();
                 let kubelet: Vec<String> = node.log("kubelet").lines().rev().take(40).map(str::to_owned).collect();
                 panic!("pod {name} did not finish: {}\nkubelet:\n{}", pod["status"], kubelet.join("\n"));
             }
-            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -842,7 +837,7 @@ fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
         logs.contains(&format!("{}  /tmp/proxied", real.files["blob-8MiB"])),
         "the same bytes through dfdaemon's proxy:\n{logs}"
     );
-    assert!(logs.contains(&format!("dfget {}", common::pinned("DRAGONFLY_CLIENT_VERSION"))), "{logs}");
+    assert!(logs.contains(&format!("dfget {}", test_kit::pinned("DRAGONFLY_CLIENT_VERSION"))), "{logs}");
     assert!(
         real.origin.requests.load(std::sync::atomic::Ordering::Relaxed) > before,
         "dfdaemon fetched from the origin"
@@ -1020,8 +1015,8 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(
     let tools_repository = tools_reference.rsplit_once(':').unwrap().0;
     let api_port = env.plane.server.rsplit_once(':').unwrap().1.to_owned();
     let (taint_key, taint_value) = TAINT.split_once('=').unwrap();
-    let helm = common::cached_tool("helm.sh");
-    let chart = common::repo_root().join("charts/dragonfly-injector");
+    let helm = test_kit::cached_tool("helm.sh");
+    let chart = test_kit::repo_root().join("charts/dragonfly-injector");
     let sets = [
         format!("image.repository={repository}"),
         "image.tag=v1".to_owned(),
@@ -1223,7 +1218,7 @@ fn main() {
         let mut env = Env::setup();
         let real = env.real();
         println!("KUBECONFIG={}", env.plane.kubeconfig.display());
-        println!("CONTAINERD_ADDRESS={}", common::node::CONTAINERD_SOCKET);
+        println!("CONTAINERD_ADDRESS={}", test_kit::node::CONTAINERD_SOCKET);
         println!("REGISTRY={}", env.registry.lock().unwrap().host);
         println!("TOOLS_IMAGE={}", env.pinned_image);
         println!("ORIGIN_URL={}", real.origin.url("").trim_end_matches('/'));

@@ -2,8 +2,6 @@
 //! renders: the webhook entries and selectors, the certificates, the RBAC rules, and the config
 //! file, which must load with the webhook's own config loader.
 
-mod common;
-
 use base64::Engine as _;
 use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
 use dragonfly_injector::offline::yaml::parse_documents;
@@ -18,11 +16,11 @@ const FULLNAME: &str = "df-dragonfly-injector";
 
 fn helm() -> &'static PathBuf {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| common::cached_tool("helm.sh"))
+    HELM.get_or_init(|| test_kit::cached_tool("helm.sh"))
 }
 
 fn chart() -> String {
-    common::repo_root().join("charts/dragonfly-injector").display().to_string()
+    test_kit::repo_root().join("charts/dragonfly-injector").display().to_string()
 }
 
 fn helm_run(args: &[&str]) -> Output {

@@ -1,43 +1,22 @@
 //! The whole HTTP path in-process: router, body limit, panic guard, admission logic and the
 //! admin endpoints, driven with `tower::ServiceExt::oneshot` and JSON fixtures.
 
-mod common;
-
-use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use common::{apply_response, fixture, review_for};
-use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::Settings;
-use dragonfly_injector::inject::ToolsImage;
 use dragonfly_injector::metrics::Metrics;
-use dragonfly_injector::server::state::{Readiness, WebhookState};
-use dragonfly_injector::server::tls::CertResolver;
+use dragonfly_injector::server::state::WebhookState;
 use dragonfly_injector::server::{admin, webhook};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use test_kit::{apply_response, fixture, review_for};
 use tower::ServiceExt;
 
 const IMAGE: &str = "registry.local/tools:v1";
 
-fn state_with(config: &str, image: Option<&str>) -> Arc<WebhookState> {
-    let config = Config::from_yaml(config).unwrap();
-    Arc::new(WebhookState {
-        settings: Settings::new(&config, Some("dragonfly-system")),
-        tools_image: Arc::new(ArcSwapOption::new(
-            image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None })),
-        )),
-        namespaces: None,
-        metrics: Arc::new(Metrics::default()),
-        certificate: Arc::new(CertResolver::default()),
-        readiness: Readiness::default(),
-    })
-}
-
 fn state() -> Arc<WebhookState> {
-    state_with("", Some(IMAGE))
+    test_kit::webhook_state("", Some(IMAGE))
 }
 
 async fn call(app: Router, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
@@ -93,7 +72,7 @@ async fn an_api_server_shaped_pod_is_injected_and_stays_valid() {
 
 #[tokio::test]
 async fn a_replicaset_pod_without_namespace_is_judged_by_the_request_namespace() {
-    let state = state_with("excludeNamespaces: [batch]\n", Some(IMAGE));
+    let state = test_kit::webhook_state("excludeNamespaces: [batch]\n", Some(IMAGE));
     let mut pod = fixture("pod-from-replicaset.json");
     pod["metadata"]["annotations"] = json!({"dragonfly.io/inject-p2p": "true"});
     let (_, response) = mutate(&state, &review_for(&pod, "batch", "u")).await;
@@ -190,7 +169,7 @@ async fn a_panicking_handler_is_answered_500_and_counted() {
 
 #[tokio::test]
 async fn without_a_usable_tools_image_requests_get_503_not_a_guess() {
-    let state = state_with("", None);
+    let state = test_kit::webhook_state("", None);
     let (status, _) = call(webhook::router(state, 1024), "POST", "/mutate", b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }

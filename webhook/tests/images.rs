@@ -9,13 +9,6 @@
 //! the kubelet would run it (uid 65532, read-only root, an empty shared directory), and a
 //! rebuild from a fresh daemon must give the same digests.
 
-mod common;
-
-use common::bake::{
-    all_platforms, bake, dist_dir, dist_platforms_with, dist_profile, dist_tools, Buildkitd, Buildx, TOOLS_FILES,
-};
-use common::registry::{Registry, RegistryOptions};
-use common::{pinned, pinned_list, repo_root, succeed, text};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -25,19 +18,14 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use test_kit::bake::{bake, Buildkitd, Buildx};
+use test_kit::dist::{dist_dir, dist_platforms_with, dist_profile, dist_tools, TOOLS_FILES};
+use test_kit::platforms::{all_platforms, platform as platform_entry};
+use test_kit::registry::{Registry, RegistryOptions};
+use test_kit::{pinned, pinned_list, repo_root, succeed, text};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn runner(platform: &str) -> Option<&'static str> {
-    match platform {
-        "linux/arm64" => Some("qemu-aarch64-static"),
-        "linux/arm/v7" => Some("qemu-arm-static"),
-        "linux/ppc64le" => Some("qemu-ppc64le-static"),
-        "linux/s390x" => Some("qemu-s390x-static"),
-        _ => None,
-    }
-}
 
 /// The platforms the dist holds all of `files` for.
 fn platforms_with(dist: &Path, image: &str, files: &[&str]) -> Vec<String> {
@@ -147,7 +135,7 @@ fn copy_dir_fresh(from: &Path, to: &Path) {
 
 #[test]
 fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
-    let buildx = Buildx::new();
+    let buildx = Buildx::from_cache();
     let printed = buildx.print(&[]);
     assert_eq!(printed["group"]["default"]["targets"], serde_json::json!(["tools", "webhook"]));
     let (tools, webhook) = (&printed["target"]["tools"], &printed["target"]["webhook"]);
@@ -215,7 +203,7 @@ fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_binaries() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let dist =
         std::fs::canonicalize(dist_dir()).expect("no dist: run scripts/cross-build.sh first (scripts/test.sh does)");
     let tools_platforms = platforms_with(&dist, "tools", &TOOLS_FILES);
@@ -224,7 +212,7 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     assert_eq!(webhook_platforms, profile.webhook, "the {} dist's webhook platforms", profile.name);
     assert_eq!(tools_platforms, profile.tools, "the {} dist's tools platforms", profile.name);
     let registry = Registry::start(RegistryOptions::default());
-    let buildx = Buildx::new();
+    let buildx = Buildx::from_cache();
     let daemon = Buildkitd::start(&buildx, &registry.host, &format!("images-test-{}", std::process::id()));
     let registry_prefix = format!("{}/dragonflyoss", registry.host);
     let (tools_list, webhook_list) = (tools_platforms.join(","), webhook_platforms.join(","));
@@ -363,15 +351,7 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
                 std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
                 std::fs::write(&binary, &files["dragonfly-injector"].bytes).unwrap();
                 std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-                let mut command = match runner(&platform) {
-                    Some(qemu) => {
-                        let mut command = Command::new(qemu);
-                        command.arg(&binary);
-                        command
-                    }
-                    None => Command::new(&binary),
-                };
-                let version = succeed(command.arg("--version"));
+                let version = succeed(platform_entry(&platform).command(&binary).arg("--version"));
                 assert_eq!(
                     text(&version.stdout),
                     format!("dragonfly-injector {}\n", env!("CARGO_PKG_VERSION")),

@@ -1,20 +1,18 @@
 //! The offline `dragonfly-injector inject` command, run as a process.
 
-mod common;
-
 use dragonfly_injector::offline::yaml::parse_documents;
 use serde_json::Value;
 use std::process::{Command, Output};
 
 fn inject(args: &[&str], stdin: &str) -> Output {
-    common::output_with_stdin(
+    test_kit::output_with_stdin(
         Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).arg("inject").args(args),
         stdin.as_bytes(),
     )
 }
 
 fn example() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pod.yaml")).unwrap()
+    std::fs::read_to_string(test_kit::repo_root().join("examples/pod.yaml")).unwrap()
 }
 
 fn injected(template: &Value) -> bool {
@@ -25,7 +23,8 @@ fn injected(template: &Value) -> bool {
 #[test]
 fn the_example_is_injected_in_order_and_other_kinds_pass_through() {
     let output = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"))
-        .args(["inject", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/pod.yaml")])
+        .args(["inject", "-f"])
+        .arg(test_kit::repo_root().join("examples/pod.yaml"))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

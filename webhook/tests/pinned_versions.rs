@@ -2,10 +2,8 @@
 //! scripts/lib.sh and pass it to bake; the only other places a version may appear are the
 //! Dockerfiles' ARG defaults (which hold when bake passes nothing), and those must equal it.
 
-mod common;
-
-use common::{pinned, repo_root};
 use std::path::{Path, PathBuf};
+use test_kit::{pinned, repo_root};
 
 /// The pinned versions (lists of platforms and tools are checked where they are used).
 fn versions() -> Vec<(String, String)> {

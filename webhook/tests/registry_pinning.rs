@@ -1,20 +1,18 @@
 //! Pinning the tools image against a real registry on loopback: Debian's docker-registry, with
 //! real multi-arch indexes pushed by oci-client.
 
-mod common;
-
-use common::registry::{free_port, push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
-use common::{client_config, eventually, fixture, get, review_for, Connection, Pki};
-use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::metrics::Metrics;
 use dragonfly_injector::pinning::resolver::{ResolveError, Resolver};
 use dragonfly_injector::pinning::{self, Pinner, ToolsImageCell};
 use dragonfly_injector::server;
-use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::server::ServeArgs;
 use oci_client::secrets::RegistryAuth;
 use std::sync::Arc;
 use std::time::Duration;
+use test_kit::free_port;
+use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
+use test_kit::{client_config, eventually, fixture, get, review_for, Connection, Pki};
 
 fn config(yaml: &str) -> Config {
     Config::from_yaml(yaml).unwrap()
@@ -58,7 +56,7 @@ fn injected(cell: &ToolsImageCell) -> String {
 
 #[tokio::test]
 async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let client = pushing_client(None);
     let digest = push_index(
@@ -87,7 +85,7 @@ async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms()
 
 #[tokio::test]
 async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let client = pushing_client(None);
     let image = format!("{}/dragonfly/tools:v1", registry.host);
@@ -170,7 +168,7 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
 
 #[tokio::test]
 async fn a_stopped_registry_keeps_the_last_good_digest() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let mut registry = Registry::start(RegistryOptions::default());
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let digest = push_index(
@@ -205,7 +203,7 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
 
 #[tokio::test]
 async fn an_index_missing_a_configured_platform_is_reported() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let image = format!("{}/dragonfly/tools:amd64-only", registry.host);
     push_index(
@@ -230,7 +228,7 @@ async fn an_index_missing_a_configured_platform_is_reported() {
 
 #[tokio::test]
 async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
     let digest = push_index(
@@ -273,7 +271,7 @@ async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
 
 #[tokio::test]
 async fn a_tls_registry_needs_its_ca_and_works_with_it() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let pki = Pki::new("registry ca");
     let leaf = pki.leaf("registry");
     let registry = Registry::start(RegistryOptions { tls: Some(&leaf), ..Default::default() });
@@ -308,7 +306,7 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
 
 #[tokio::test]
 async fn a_registry_that_never_answers_is_cut_off_by_the_timeout() {
-    common::install_crypto();
+    test_kit::install_crypto();
     // Accepts connections and then says nothing.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host = silent.local_addr().unwrap().to_string();
@@ -331,25 +329,12 @@ async fn a_registry_that_never_answers_is_cut_off_by_the_timeout() {
 }
 
 fn serve_args(dir: &std::path::Path, pki: &Pki, config_yaml: &str) -> ServeArgs {
-    let (cert, key) = pki.leaf("webhook").write_pair(dir);
-    let config = dir.join("injector.yaml");
-    std::fs::write(&config, config_yaml).unwrap();
-    ServeArgs {
-        config,
-        tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
-        listen: ListenArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            max_body_bytes: 1 << 20,
-        },
-        cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
-        shutdown: ShutdownArgs { shutdown_delay: Duration::ZERO, drain_timeout: Duration::from_secs(5) },
-    }
+    test_kit::serve_args(dir, config_yaml, pki.leaf("webhook").write_pair(dir), Duration::ZERO)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_and_required_stays_unready() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("webhook ca");
     let host = format!("127.0.0.1:{}", free_port());
@@ -372,7 +357,7 @@ async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_
         .await
         .unwrap();
     let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
+    let injected = test_kit::apply_response(&fixture("pod-annotated.json"), &response, "u");
     assert_eq!(injected["spec"]["initContainers"][0]["image"], image.as_str());
     let warnings = response["response"]["warnings"].to_string();
     assert!(warnings.contains("not pinned to a digest yet"), "{warnings}");
@@ -404,7 +389,7 @@ async fn with_the_registry_unreachable_preferred_injects_the_tag_with_a_warning_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_pins_at_start_up_and_injects_the_digest() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
     let digest = push_index(
         &pushing_client(None),
@@ -438,7 +423,7 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
         .await
         .unwrap();
     let response: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    let injected = common::apply_response(&fixture("pod-annotated.json"), &response, "u");
+    let injected = test_kit::apply_response(&fixture("pod-annotated.json"), &response, "u");
     assert_eq!(injected["spec"]["initContainers"][0]["image"], format!("{image}@{digest}"));
     assert!(response["response"].get("warnings").is_none());
     let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
@@ -466,7 +451,7 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
 
 #[tokio::test]
 async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
     let auth = RegistryAuth::Basic("robot".into(), "s3cret".into());
     let digest = push_index(
@@ -513,8 +498,8 @@ async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
 
 #[tokio::test]
 async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for_a_token() {
-    common::install_crypto();
-    let tokens = common::token::TokenServer::start("robot", "s3cret").await;
+    test_kit::install_crypto();
+    let tokens = test_kit::token::TokenServer::start("robot", "s3cret").await;
     let registry = Registry::start(RegistryOptions { token: Some(&tokens), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
     let digest = push_index(

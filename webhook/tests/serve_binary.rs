@@ -1,8 +1,5 @@
 //! The real `dragonfly-injector serve` process: start-up, its log lines, signals.
 
-mod common;
-
-use common::{client_config, eventually, fixture, get, review_for, Connection, Pki};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
+use test_kit::{client_config, eventually, fixture, get, ready, review_for, Connection, Pki};
 
 struct Server {
     child: Child,
@@ -26,7 +24,7 @@ impl Server {
         pki.leaf("server").write_pair(dir);
         std::fs::write(dir.join("injector.yaml"), "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n")
             .unwrap();
-        let mut child = common::serve_command(dir).args(extra).spawn().unwrap();
+        let mut child = test_kit::serve_command(dir).args(extra).spawn().unwrap();
         let (sender, lines) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -51,14 +49,15 @@ impl Server {
     }
 
     fn wait_exit(&mut self, seconds: u64) -> std::process::ExitStatus {
-        for _ in 0..seconds * 50 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child.kill().unwrap();
-        panic!("the server did not exit within {seconds} s");
+        let mut status = None;
+        let _ = test_kit::wait_until(Duration::from_secs(seconds), Duration::from_millis(20), || {
+            status = self.child.try_wait().unwrap();
+            Ok(status.is_some())
+        });
+        status.unwrap_or_else(|| {
+            self.child.kill().unwrap();
+            panic!("the server did not exit within {seconds} s");
+        })
     }
 }
 
@@ -78,13 +77,9 @@ fn wait_for_line(lines: &mpsc::Receiver<Value>, mut matches: impl FnMut(&Value) 
     }
 }
 
-async fn ready(admin: SocketAddr) -> bool {
-    matches!(get(admin, "/readyz").await, Ok(r) if r.status == 200)
-}
-
 #[tokio::test]
 async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("binary ca");
     let mut server = Server::start(temp.path(), &pki, &["--shutdown-delay", "1s"]);
@@ -135,7 +130,7 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn a_second_signal_aborts_the_drain() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("abort ca");
     let mut server = Server::start(temp.path(), &pki, &["--shutdown-delay", "60s"]);

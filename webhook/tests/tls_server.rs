@@ -1,44 +1,27 @@
 //! The real server over real TLS on loopback: certificate swaps while requests flow, a
 //! certificate that arrives late, and graceful shutdown of keep-alive connections.
 
-mod common;
-
-use common::{client_config, eventually, fixture, get, review_for, Connection, KubeletDir, Pki};
-use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::server;
-use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
-use std::path::Path;
+use dragonfly_injector::server::ServeArgs;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use test_kit::{client_config, eventually, fixture, get, ready, review_for, Connection, KubeletDir, Pki};
 
-fn serve_args(dir: &Path, cert: std::path::PathBuf, key: std::path::PathBuf, shutdown_delay: Duration) -> ServeArgs {
-    let config = dir.join("injector.yaml");
-    std::fs::write(&config, "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n").unwrap();
-    ServeArgs {
-        config,
-        tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
-        listen: ListenArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-            max_body_bytes: 1 << 20,
-        },
-        cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
-        shutdown: ShutdownArgs { shutdown_delay, drain_timeout: Duration::from_secs(5) },
-    }
+/// `serve` with a fixed tools tag (no registry) and this certificate pair.
+fn serve_args(dir: &Path, cert: PathBuf, key: PathBuf, shutdown_delay: Duration) -> ServeArgs {
+    let config = "tools:\n  image: registry.local/tools:v1\n  pinning: \"off\"\n";
+    test_kit::serve_args(dir, config, (cert, key), shutdown_delay)
 }
 
 fn review_body(uid: &str) -> Vec<u8> {
     serde_json::to_vec(&review_for(&fixture("pod-annotated.json"), "apps", uid)).unwrap()
 }
 
-async fn ready(admin: std::net::SocketAddr) -> bool {
-    matches!(get(admin, "/readyz").await, Ok(reply) if reply.status == 200)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_swap_is_picked_up_without_failing_a_request() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("test ca");
     let first = pki.leaf("first");
@@ -107,7 +90,7 @@ async fn a_certificate_swap_is_picked_up_without_failing_a_request() {
             .unwrap_or(0)
     };
     let mismatched =
-        common::Leaf { cert_pem: stray.cert_pem.clone(), key_pem: first.key_pem.clone(), der: stray.der.clone() };
+        test_kit::Leaf { cert_pem: stray.cert_pem.clone(), key_pem: first.key_pem.clone(), der: stray.der.clone() };
     dir.swap(&mismatched);
     eventually(10, "the failed reload counted", || async move {
         let metrics = get(admin, "/metrics").await.unwrap();
@@ -122,7 +105,7 @@ async fn a_certificate_swap_is_picked_up_without_failing_a_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_certificate_keeps_the_server_unready_until_it_appears() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("late ca");
     let (cert, key) = (temp.path().join("tls.crt"), temp.path().join("tls.key"));
@@ -151,7 +134,7 @@ async fn a_missing_certificate_keeps_the_server_unready_until_it_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reports_unready_first_then_drains_keep_alive_connections() {
-    common::install_crypto();
+    test_kit::install_crypto();
     let temp = tempfile::tempdir().unwrap();
     let pki = Pki::new("shutdown ca");
     let (cert, key) = pki.leaf("server").write_pair(temp.path());

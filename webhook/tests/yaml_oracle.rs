@@ -1,8 +1,6 @@
 //! Our YAML reading and writing, checked against sigs.k8s.io/yaml (what kubectl, Helm, Argo CD
 //! and Flux use), built from the Go module proxy into the test's target directory.
 
-mod common;
-
 use dragonfly_injector::offline::yaml::{parse_documents, to_yaml};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -15,7 +13,7 @@ use std::sync::OnceLock;
 fn oracle() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/yaml-oracle");
+        let source = test_kit::repo_root().join("tests/yaml-oracle");
         let binary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("yaml-oracle");
         let status = Command::new("go")
             .args(["build", "-mod=mod", "-o"])
@@ -31,7 +29,7 @@ fn oracle() -> &'static PathBuf {
 
 /// sigs.k8s.io/yaml's reading of each text: its documents, or its error.
 fn kubectl_reads(texts: &[String]) -> Vec<Result<Vec<Value>, String>> {
-    let output = common::output_with_stdin(&mut Command::new(oracle()), &serde_json::to_vec(texts).unwrap());
+    let output = test_kit::output_with_stdin(&mut Command::new(oracle()), &serde_json::to_vec(texts).unwrap());
     assert!(output.status.success());
     let results: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     results
@@ -135,9 +133,8 @@ fn what_we_write_kubectl_reads_back_unchanged() {
 
 #[test]
 fn injected_examples_read_the_same_through_kubectl() {
-    let example =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/pod.yaml")).unwrap();
-    let output = common::output_with_stdin(
+    let example = std::fs::read_to_string(test_kit::repo_root().join("examples/pod.yaml")).unwrap();
+    let output = test_kit::output_with_stdin(
         Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "-f", "-"]),
         example.as_bytes(),
     );

@@ -10,13 +10,13 @@
 //! machine back as it found it, whatever state the node was left in: it is also run first, in
 //! case an earlier run was killed before it could clean up.
 
-use super::cluster::{spawn_tied, wait_while_alive, ControlPlane};
+use super::cluster::{spawn_tied, stop, wait_while_alive, ControlPlane};
 use super::oci::Image;
-use super::{succeed, text};
+use super::{succeed, text, wait_until};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const NODE_NAME: &str = "dfi-node";
 pub const BRIDGE: &str = "dfie2e0";
@@ -60,26 +60,29 @@ const SYSCTLS: [&str; 7] = [
 /// clean-up after a killed run) would tear another run's node down. A second run waits here.
 const LOCK: &str = "/run/dfi-e2e.lock";
 
-struct MachineLock(std::fs::File);
+struct MachineLock {
+    /// Holds the `flock` for as long as the node runs.
+    _file: std::fs::File,
+}
 
 impl MachineLock {
     fn acquire() -> MachineLock {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30 * 60);
         let mut told = false;
-        loop {
+        let locked = wait_until(Duration::from_secs(30 * 60), Duration::from_millis(500), || {
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return MachineLock(file);
+                return Ok(true);
             }
             if !told {
                 eprintln!("node: another end-to-end run holds {LOCK}; waiting for it (at most 30 minutes)");
                 told = true;
             }
-            assert!(Instant::now() < deadline, "another end-to-end run kept the node for 30 minutes ({LOCK})");
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            Ok(false)
+        });
+        assert!(locked.is_ok(), "another end-to-end run kept the node for 30 minutes ({LOCK})");
+        MachineLock { _file: file }
     }
 }
 
@@ -228,21 +231,6 @@ fn kill_mentioning(needle: &str) {
         // SAFETY: sending a signal to a process id.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-}
-
-/// Stops a child politely, then for good.
-fn stop(child: &mut Child, grace: Duration) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The static pause program every pod sandbox runs: sleeps, reaps, exits on SIGTERM.
@@ -394,8 +382,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                  evictionHard:\n  memory.available: 100Mi\n  nodefs.available: 1%\n  nodefs.inodesFree: 1%\n  imagefs.available: 1%\n\
                  imageGCHighThresholdPercent: 99\nimageGCLowThresholdPercent: 98\nrotateCertificates: false\n\
                  serverTLSBootstrap: false\nsyncFrequency: 5s\nfileCheckFrequency: 5s\nnodeStatusUpdateFrequency: 5s\n",
-                port = super::registry::free_port(),
-                healthz = super::registry::free_port(),
+                port = super::free_port(),
+                healthz = super::free_port(),
                 cert = cert.display(),
                 key = key.display(),
                 ca = plane.dir.path().join("ca.crt").display(),
@@ -465,12 +453,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 "--force",
                 "--wait=false",
             ]);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline
-                && !processes_mentioning(&format!("{RUN}/containerd/io.containerd.runtime")).is_empty()
-            {
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            // Best effort: what is left after 30 s is stopped below with containerd's shims.
+            let _ = wait_until(Duration::from_secs(30), Duration::from_millis(200), || {
+                Ok(processes_mentioning(&format!("{RUN}/containerd/io.containerd.runtime")).is_empty())
+            });
         }
         if let Some(mut kubelet) = self.kubelet.take() {
             stop(&mut kubelet, Duration::from_secs(10));

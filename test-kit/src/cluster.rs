@@ -3,12 +3,12 @@
 //! With [`Options::node`] it also runs kube-scheduler and is ready for the kubelet of
 //! [`super::node::Node`]; without, pods are stored, never run, which is all admission needs.
 
-use super::{registry::free_port, Leaf, Pki};
+use super::{free_port, wait_until, Leaf, Pki, Waited};
 use base64::Engine as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How to start a control plane.
 pub struct Options {
@@ -58,6 +58,18 @@ pub fn log_tail(dir: &Path, name: &str, lines: usize) -> String {
     tail.join("\n")
 }
 
+/// Stops a child politely, then for good.
+pub fn stop(child: &mut Child, grace: Duration) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exited = wait_until(grace, Duration::from_millis(50), || Ok(child.try_wait().ok().flatten().is_some()));
+    if exited.is_ok() {
+        return;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Polls `check` every `every` until it holds. Panics when one of `children` (started with
 /// [`spawn_tied`], logging to `dir/<name>.log`) exits meanwhile, with its log, or when `limit`
 /// passes, with the log of `children[0]`.
@@ -69,21 +81,24 @@ pub fn wait_while_alive(
     children: &mut [(&str, &mut Option<Child>)],
     mut check: impl FnMut() -> bool,
 ) {
-    let deadline = Instant::now() + limit;
-    loop {
+    let waited = wait_until(limit, every, || {
         if check() {
-            return;
+            return Ok(true);
         }
         for (name, child) in children.iter_mut() {
             if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("{name} exited ({status}) while waiting for {what}:\n{}", log_tail(dir, name, 30));
+                return Err(format!("{name} exited ({status}) while waiting for {what}:\n{}", log_tail(dir, name, 30)));
             }
         }
-        if Instant::now() > deadline {
+        Ok(false)
+    });
+    match waited {
+        Ok(()) => {}
+        Err(Waited::Failed(why)) => panic!("{why}"),
+        Err(Waited::TimedOut) => {
             let first = children.first().map(|(name, _)| *name).unwrap_or_default();
             panic!("timed out waiting for {what}; the {first} log ends:\n{}", log_tail(dir, first, 30));
         }
-        std::thread::sleep(every);
     }
 }
 
@@ -272,23 +287,26 @@ impl ControlPlane {
 
     /// Polls `check` every 100 ms; panics with the logs if it never holds or a process died.
     pub fn wait_until(&mut self, limit: Duration, what: &str, mut check: impl FnMut(&ControlPlane) -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
+        let waited = wait_until(limit, Duration::from_millis(100), || {
             if check(self) {
-                return;
+                return Ok(true);
             }
+            let dir = self.dir.path().to_owned();
             let dead = self
                 .children
                 .iter_mut()
                 .find_map(|(name, child)| child.try_wait().ok().flatten().map(|s| (name.clone(), s)));
-            if let Some((name, status)) = dead {
-                panic!(
-                    "{name} exited ({status}) while waiting for {what}:\n{}",
-                    self.log(&name).lines().rev().take(30).collect::<Vec<_>>().join("\n")
-                );
+            match dead {
+                Some((name, status)) => {
+                    Err(format!("{name} exited ({status}) while waiting for {what}:\n{}", log_tail(&dir, &name, 30)))
+                }
+                None => Ok(false),
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
+        });
+        match waited {
+            Ok(()) => {}
+            Err(Waited::Failed(why)) => panic!("{why}"),
+            Err(Waited::TimedOut) => panic!("timed out waiting for {what}"),
         }
     }
 

@@ -5,8 +5,8 @@
 //! it, so a pod that got the bytes got them through Dragonfly.
 
 use super::cached_tool_lines;
-use super::cluster::{spawn_tied, wait_while_alive};
-use super::registry::free_port;
+use super::cluster::{spawn_tied, stop, wait_while_alive};
+use super::free_port;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// dfdaemon's proxy port in Dragonfly's chart, which the webhook injects by default.
 pub const PROXY_PORT: u16 = 4001;
@@ -272,14 +272,7 @@ impl Dragonfly {
     /// rollout does.
     pub fn restart_dfdaemon(&mut self) {
         if let Some(mut child) = self.dfdaemon.take() {
-            // SAFETY: a signal to our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(&mut child, Duration::from_secs(15));
         }
         self.start_dfdaemon();
     }

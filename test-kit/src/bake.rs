@@ -3,12 +3,13 @@
 //! docker-bake.hcl, and the binaries scripts/cross-build.sh left in target/dist.
 
 use super::cluster::spawn_tied;
-use super::{cached_tool, pinned_list, repo_root, succeed, text};
+use super::dist::{dist_dir, dist_platforms_with, TOOLS_FILES};
+use super::{cached_tool, repo_root, succeed, text, wait_until};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn buildkit_dir() -> PathBuf {
     cached_tool("buildkit.sh")
@@ -23,7 +24,8 @@ pub struct Buildx {
 }
 
 impl Buildx {
-    pub fn new() -> Buildx {
+    /// buildx and buildctl as scripts/buildkit.sh cached them, with a Docker config of its own.
+    pub fn from_cache() -> Buildx {
         let tools = buildkit_dir();
         let config = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(tools.join("cli-plugins"), config.path().join("cli-plugins")).unwrap();
@@ -99,8 +101,7 @@ impl Buildkitd {
             &dir.path().join("buildkitd.log"),
         );
         let mut daemon = Buildkitd { child, dir, name: name.to_owned() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        let up = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
             let workers = Command::new(buildx.tools.join("buildctl"))
                 .arg("--addr")
                 .arg(format!("unix://{}", socket.display()))
@@ -108,11 +109,15 @@ impl Buildkitd {
                 .output()
                 .unwrap();
             if workers.status.success() && text(&workers.stdout).lines().count() > 1 {
-                break;
+                return Ok(true);
             }
-            assert!(daemon.child.try_wait().unwrap().is_none(), "buildkitd exited: {}", daemon.log());
-            assert!(Instant::now() < deadline, "buildkitd did not come up: {}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
+            match daemon.child.try_wait().unwrap() {
+                Some(status) => Err(format!("buildkitd exited ({status})")),
+                None => Ok(false),
+            }
+        });
+        if let Err(why) = up {
+            panic!("buildkitd did not come up ({why:?}): {}", daemon.log());
         }
         succeed(
             buildx
@@ -169,54 +174,6 @@ pub fn bake(
         .collect()
 }
 
-/// Every platform the project builds for (scripts/versions.env).
-pub fn all_platforms() -> Vec<String> {
-    pinned_list("ALL_PLATFORMS")
-}
-
-/// The dist's platforms that have all of `files`.
-pub fn dist_platforms_with(dist: &Path, files: &[&str]) -> Vec<String> {
-    all_platforms().into_iter().filter(|p| files.iter().all(|f| dist.join(p).join(f).is_file())).collect()
-}
-
-/// What the tools image takes from a platform's dist: the copier and the copier's manifest, which
-/// lists the tools.
-pub const TOOLS_FILES: [&str; 2] = ["dfget-copier", "tools/SHA256SUMS"];
-
-/// The tools a platform's dist carries, as its SHA256SUMS lists them.
-pub fn dist_tools(dist: &Path, platform: &str) -> Vec<String> {
-    let sums = std::fs::read_to_string(dist.join(platform).join("tools/SHA256SUMS")).unwrap();
-    sums.lines().map(|line| line.split_whitespace().nth(1).unwrap().to_owned()).collect()
-}
-
-/// The platforms a dist must cover, from the profile scripts/cross-build.sh recorded in it:
-/// "test" builds the webhook and the Dragonfly tools for linux/amd64 (the copier for every
-/// platform); "release" every platform's webhook and the tools for TOOLS_PLATFORMS.
-pub struct DistProfile {
-    pub name: String,
-    pub webhook: Vec<String>,
-    pub tools: Vec<String>,
-}
-
-pub fn dist_profile(dist: &Path) -> DistProfile {
-    let name = std::fs::read_to_string(dist.join("PROFILE"))
-        .expect("target/dist/PROFILE: run scripts/cross-build.sh")
-        .trim()
-        .to_owned();
-    let (webhook, tools) = match name.as_str() {
-        "test" => (vec!["linux/amd64".to_owned()], vec!["linux/amd64".to_owned()]),
-        "release" => (all_platforms(), pinned_list("TOOLS_PLATFORMS")),
-        other => panic!("unknown dist profile {other}"),
-    };
-    DistProfile { name, webhook, tools }
-}
-
-/// The dist scripts/cross-build.sh wrote: `$DRAGONFLY_DIST` (the release tier's), or
-/// target/dist (the test tier's).
-pub fn dist_dir() -> PathBuf {
-    std::env::var_os("DRAGONFLY_DIST").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/dist"))
-}
-
 /// Both images as the tests publish them: repository and index digest of each.
 pub struct Published {
     pub tools: (String, String),
@@ -234,7 +191,7 @@ pub fn publish_images(registry: &str, tag: &str) -> Option<Published> {
         return None;
     }
     let webhook_platforms = dist_platforms_with(&dist, &["dragonfly-injector"]);
-    let buildx = Buildx::new();
+    let buildx = Buildx::from_cache();
     let daemon = Buildkitd::start(&buildx, registry, &format!("publish-{}", std::process::id()));
     let prefix = format!("{registry}/dragonflyoss");
     let dist_text = dist.display().to_string();

@@ -2,14 +2,14 @@
 //! port, with its own config and storage, optionally TLS and htpasswd; and real multi-arch
 //! indexes pushed into it with oci-client.
 
-use super::Leaf;
+use super::{free_port, wait_until, Leaf};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Registry {
     child: Option<Child>,
@@ -25,11 +25,6 @@ pub struct RegistryOptions<'a> {
     pub user: Option<(&'a str, &'a str)>,
     /// Token (bearer) authentication through this token server.
     pub token: Option<&'a super::token::TokenServer>,
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Registry {
@@ -74,11 +69,10 @@ impl Registry {
             .spawn()
             .expect("docker-registry is needed (scripts/setup.sh installs it)");
         let registry = Registry { child: Some(child), host, dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(&registry.host).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start: {}", registry.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let up = wait_until(Duration::from_secs(15), Duration::from_millis(20), || {
+            Ok(std::net::TcpStream::connect(&registry.host).is_ok())
+        });
+        assert!(up.is_ok(), "the registry did not start: {}", registry.log());
         registry
     }
 

@@ -1,16 +1,31 @@
-//! Shared by the integration tests: a real PKI, kubelet-style certificate directories, a TLS
-//! client, and AdmissionReview fixtures.
-#![allow(dead_code)]
+//! What the workspace's tests and benches share, one of each (a dev-dependency of both
+//! crates, as Linkerd's `policy-test`): a real PKI and kubelet-style certificate directories, a
+//! TLS client, AdmissionReview fixtures, `serve` in-process or as the real binary, polling with
+//! deadlines, the pinned versions, and, in the modules, a loopback registry and token server,
+//! `docker buildx bake`, the dist and the five platforms, a control plane, a node and Dragonfly.
 
 pub mod bake;
 pub mod cluster;
+pub mod dist;
 pub mod dragonfly;
 pub mod node;
 pub mod oci;
+pub mod platforms;
 pub mod registry;
 pub mod token;
+mod wait;
 
+pub use wait::{wait_for, wait_until, Waited};
+
+use arc_swap::ArcSwapOption;
 use base64::Engine as _;
+use dragonfly_injector::cluster::ClusterArgs;
+use dragonfly_injector::config::Config;
+use dragonfly_injector::inject::{Settings, ToolsImage};
+use dragonfly_injector::metrics::Metrics;
+use dragonfly_injector::server::state::WebhookState;
+use dragonfly_injector::server::tls::CertResolver;
+use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -19,6 +34,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -137,6 +153,20 @@ pub fn output_with_stdin(command: &mut std::process::Command, input: &[u8]) -> s
     child.wait_with_output().unwrap()
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `dragonfly-injector` binary cargo built for the test or bench that is running: it sits
+/// beside the `deps/` directory of the running executable.
+pub fn injector_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().and_then(Path::parent).map(|dir| dir.join("dragonfly-injector")).unwrap();
+    assert!(binary.is_file(), "{} is missing: run the webhook's tests or benches with cargo", binary.display());
+    binary
+}
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -203,7 +233,7 @@ pub fn cached_tool_lines(script: &str, args: &[&str]) -> Vec<String> {
 /// `dragonfly-injector serve` on ephemeral loopback ports with JSON logs on a piped standard
 /// error, using `injector.yaml`, `tls.crt` and `tls.key` in `dir`, outside any cluster.
 pub fn serve_command(dir: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dragonfly-injector"));
+    let mut command = std::process::Command::new(injector_binary());
     command
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .arg("--config")
@@ -216,6 +246,49 @@ pub fn serve_command(dir: &Path) -> std::process::Command {
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped());
     command
+}
+
+/// `serve`'s arguments for [`dragonfly_injector::server::start`] in the test's process: ephemeral
+/// loopback ports, `config_yaml` written to `dir/injector.yaml`, the certificate pair given, the
+/// injector's namespace `dragonfly-system`, outside any cluster.
+pub fn serve_args(
+    dir: &Path,
+    config_yaml: &str,
+    (cert, key): (PathBuf, PathBuf),
+    shutdown_delay: Duration,
+) -> ServeArgs {
+    let config = dir.join("injector.yaml");
+    std::fs::write(&config, config_yaml).unwrap();
+    ServeArgs {
+        config,
+        tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
+        listen: ListenArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            max_body_bytes: 1 << 20,
+        },
+        cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
+        shutdown: ShutdownArgs { shutdown_delay, drain_timeout: Duration::from_secs(5) },
+    }
+}
+
+/// The routers' state for in-process tests: `config_yaml`, the tools reference `image` (`None`:
+/// not known yet), no cluster, no certificate loaded.
+pub fn webhook_state(config_yaml: &str, image: Option<&str>) -> Arc<WebhookState> {
+    let config = Config::from_yaml(config_yaml).unwrap();
+    let image = image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None }));
+    Arc::new(WebhookState::new(
+        Settings::new(&config, Some("dragonfly-system")),
+        Arc::new(ArcSwapOption::new(image)),
+        None,
+        Arc::new(Metrics::default()),
+        Arc::new(CertResolver::default()),
+    ))
+}
+
+/// Whether the admin port at `admin` answers `/readyz` with 200.
+pub async fn ready(admin: SocketAddr) -> bool {
+    matches!(get(admin, "/readyz").await, Ok(reply) if reply.status == 200)
 }
 
 pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
@@ -297,7 +370,7 @@ where
 }
 
 pub fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = repo_root().join("webhook/tests/fixtures").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
