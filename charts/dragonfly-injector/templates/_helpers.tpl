@@ -82,6 +82,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   "tools" $tools
   "transferFromDfdaemon" .Values.transferFromDfdaemon
   "excludeNamespaces" .Values.excludeNamespaces
-  "registry" $registry -}}
+  "registry" $registry
+  "limits" (dict "containers" (int .Values.limits.containers) "patchBytes" (int .Values.limits.patchBytes)) -}}
 {{- toYaml $config -}}
 {{- end -}}

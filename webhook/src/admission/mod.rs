@@ -105,15 +105,20 @@ pub fn review(
             inject::evaluate_owned(pod, &context, settings)
         }
     };
-    let injected = matches!(decision.outcome, Outcome::Injected(_));
+    let mut patch = None;
+    if matches!(decision.outcome, Outcome::Injected(_)) {
+        let json = serde_json::to_vec(&decision.ops).expect("patch operations serialise");
+        let limit = settings.limits.patch_bytes.0;
+        match inject::over_limit("bytes of patch", json.len(), limit, "patchBytes", &mut decision.warnings) {
+            Ok(()) => patch = Some(base64::engine::general_purpose::STANDARD.encode(json)),
+            Err(reason) => decision.outcome = Outcome::Skipped(reason),
+        }
+    }
+    let injected = patch.is_some();
     let unpinned = injected && tools_image.unpinned_warning.is_some();
     if let Some(warning) = tools_image.unpinned_warning.as_ref().filter(|_| injected) {
         decision.warnings.push(warning.clone());
     }
-    let patch = injected.then(|| {
-        let json = serde_json::to_vec(&decision.ops).expect("patch operations serialise");
-        base64::engine::general_purpose::STANDARD.encode(json)
-    });
     let warnings = decision.warnings;
     let response = ReviewOut {
         api_version: review::API_VERSION,
@@ -251,6 +256,19 @@ mod tests {
         let reviewed = review(&review_json(pod_request(plain)), &settings(), &tools, &no_cluster).unwrap();
         assert!(!reviewed.summary.unpinned);
         assert!(!String::from_utf8(reviewed.body).unwrap().contains("warnings"));
+    }
+
+    #[test]
+    fn a_patch_beyond_the_byte_limit_is_not_sent_and_the_pod_is_allowed() {
+        let pod = json!({"metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}}, "spec": {"containers": [{"name": "a"}]}});
+        let settings = Settings::new(&Config::from_yaml("limits: {patchBytes: 500}\n").unwrap(), None);
+        let reviewed = review(&review_json(pod_request(pod)), &settings, &tag(), &no_cluster).unwrap();
+        assert_eq!(reviewed.summary.outcome, Outcome::Skipped(inject::SkipReason::OverLimit));
+        let out: Value = serde_json::from_slice(&reviewed.body).unwrap();
+        assert_eq!(out["response"]["allowed"], true);
+        assert!(out["response"].get("patch").is_none() && out["response"].get("patchType").is_none());
+        let warning = out["response"]["warnings"][0].as_str().unwrap();
+        assert!(warning.contains("bytes of patch") && warning.contains("limits.patchBytes"), "{warning}");
     }
 
     #[test]

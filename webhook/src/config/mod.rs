@@ -31,6 +31,47 @@ pub struct Config {
     pub transfer_from_dfdaemon: TransferFromDfdaemon,
     pub exclude_namespaces: ExcludeNamespaces,
     pub registry: RegistryConfig,
+    pub limits: LimitsConfig,
+}
+
+/// What one pod may cost the webhook. A pod beyond a limit is admitted unchanged with a warning
+/// (reason `over_limit` in the metrics), never half-patched: pods that large are attacks or
+/// mistakes, and the API server's own limits (1.5 MiB objects in etcd) are far above them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Containers (with init containers, when those are injected) injected into one pod.
+    pub containers: Count,
+    /// Bytes of JSON Patch for one pod (before base64).
+    pub patch_bytes: Count,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        // A typical patch is 2 to 4 KB, plus about 1.5 KB per further container.
+        LimitsConfig { containers: Count(250), patch_bytes: Count(1024 * 1024) }
+    }
+}
+
+/// A positive whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Count(pub usize);
+
+impl TryFrom<u64> for Count {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, String> {
+        match usize::try_from(value) {
+            Ok(count) if count > 0 => Ok(Count(count)),
+            _ => Err(format!("{value} must be a positive whole number")),
+        }
+    }
+}
+
+impl From<Count> for u64 {
+    fn from(count: Count) -> u64 {
+        count.0 as u64
+    }
 }
 
 /// How the webhook reaches registries to pin the tools image.
@@ -440,8 +481,14 @@ registry:
   caBundle: /etc/dragonfly/registry/ca.pem
   plainHttp: [localhost:5000]
   timeout: 3s
+limits: {containers: 10, patchBytes: 65536}
 "#;
         let config = Config::from_yaml(text).unwrap();
+        assert_eq!(config.limits, LimitsConfig { containers: Count(10), patch_bytes: Count(65536) });
+        for zero in ["limits: {containers: 0}\n", "limits: {patchBytes: -1}\n"] {
+            let error = Config::from_yaml(zero).unwrap_err();
+            assert!(error.starts_with("limits."), "{error}");
+        }
         assert_eq!(config.proxy.port, Port(65001));
         assert_eq!(config.proxy.host_from, HostFrom::NodeName);
         assert_eq!(config.proxy.env_name.as_str(), "MY_PROXY");

@@ -13,10 +13,10 @@ mod status;
 
 pub use container::DEFAULT_LINUX_PATH;
 pub use patch::{escape_token, PatchOp};
-pub use policy::{check_request, NamespaceLabels, RequestFacts, SkipReason};
+pub use policy::{check_request, over_limit, NamespaceLabels, RequestFacts, SkipReason};
 pub use status::Status;
 
-use crate::config::{Config, HostFrom, SocketMount, ToolsPath};
+use crate::config::{Config, HostFrom, LimitsConfig, SocketMount, ToolsPath};
 use patch::PatchBuilder;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -43,6 +43,7 @@ pub struct Settings {
     pub resources: Value,
     pub image_pull_secrets: Vec<String>,
     pub excluded_namespaces: BTreeSet<String>,
+    pub limits: LimitsConfig,
 }
 
 impl Settings {
@@ -84,6 +85,7 @@ impl Settings {
             resources,
             image_pull_secrets: config.tools.image_pull_secrets.iter().map(|s| s.as_str().to_owned()).collect(),
             excluded_namespaces,
+            limits: config.limits,
         }
     }
 
@@ -179,7 +181,10 @@ fn evaluate_cow(pod: Cow<'_, Value>, context: &PodContext<'_>, settings: &Settin
     if let Err(reason) = decided {
         return Decision::skipped(reason, warnings);
     }
-    let plan = plan::plan(&pod, context, settings, &mut warnings);
+    let plan = match plan::plan(&pod, context, settings, &mut warnings) {
+        Ok(plan) => plan,
+        Err(reason) => return Decision::skipped(reason, warnings),
+    };
     if plan.is_empty() {
         return Decision { outcome: Outcome::Unchanged, ops: Vec::new(), patched: None, warnings };
     }

@@ -5,6 +5,7 @@ use super::keys;
 use super::policy::annotation;
 use crate::image::ImageParts;
 use serde_json::Value;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overrides {
@@ -104,16 +105,18 @@ fn select_containers(
     container_names: &[&str],
     init_names: &[&str],
 ) -> Result<(Vec<usize>, Vec<usize>), String> {
-    let wanted: Vec<&str> = list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    // Sets: a long list against a pod of many containers stays linear.
+    let wanted: HashSet<&str> = list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
     if wanted.is_empty() {
         return Err("names no container".into());
     }
-    let unknown: Vec<&str> =
-        wanted.iter().copied().filter(|name| !container_names.contains(name) && !init_names.contains(name)).collect();
+    let known: HashSet<&str> = container_names.iter().chain(init_names).copied().collect();
+    let mut unknown: Vec<&str> = wanted.iter().copied().filter(|name| !known.contains(name)).collect();
     if !unknown.is_empty() {
+        unknown.sort_unstable();
         return Err(format!("names containers the pod does not have ({})", unknown.join(", ")));
     }
-    let pick = |names: &[&str]| (0..names.len()).filter(|&i| wanted.contains(&names[i])).collect();
+    let pick = |names: &[&str]| (0..names.len()).filter(|&i| wanted.contains(names[i])).collect();
     Ok((pick(container_names), pick(init_names)))
 }
 

@@ -5,11 +5,12 @@
 
 use super::container::{plan_container, ContainerPlan, Edit, MountPlan};
 use super::overrides::read_overrides;
-use super::policy::annotation;
+use super::policy::{annotation, over_limit, SkipReason};
 use super::status::{choose_name, Status};
 use super::{escape_token, keys, PodContext, Settings, INIT_CONTAINER, SOCKET_VOLUME, TOOLS_VOLUME};
 use crate::config::ToolsPath;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 
 /// Everything to add, as values ready to write; `None` and empty lists mean "already there".
 #[derive(Debug, Clone, PartialEq)]
@@ -49,8 +50,14 @@ fn names_at<'a>(pod: &'a Value, pointers: &[&str]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Plans the injection of a pod that policy let through and whose shape was checked.
-pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings: &mut Vec<String>) -> Plan {
+/// Plans the injection of a pod that policy let through and whose shape was checked; refuses a
+/// pod beyond `limits.containers` before any work that grows with it.
+pub fn plan(
+    pod: &Value,
+    context: &PodContext<'_>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<Plan, SkipReason> {
     let container_names = names_at(pod, &["/spec/containers"]);
     let init_names = names_at(pod, &["/spec/initContainers"]);
     let overrides = read_overrides(pod, &container_names, &init_names, settings.proxy_port, warnings);
@@ -77,8 +84,9 @@ pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings
         ));
     }
 
-    let volume_names = names_at(pod, &["/spec/volumes"]);
-    let all_container_names = names_at(pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]);
+    let volume_names: HashSet<&str> = names_at(pod, &["/spec/volumes"]).into_iter().collect();
+    let all_container_names: HashSet<&str> =
+        names_at(pod, &["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]).into_iter().collect();
     let (tools_volume, tools_volume_present) =
         choose_name(&volume_names, recorded.and_then(|s| s.tools_volume.as_deref()), TOOLS_VOLUME);
     let (socket_volume, socket_volume_present) =
@@ -88,6 +96,8 @@ pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings
     // The pod's own init containers, when asked for; never ours (present on a second pass).
     let init_targets: Vec<usize> =
         overrides.init_targets.iter().copied().filter(|&i| init_names[i] != init_name.as_str()).collect();
+    let count = overrides.targets.len() + init_targets.len();
+    over_limit("containers injected", count, settings.limits.containers.0, "containers", warnings)?;
 
     let (host_env_name, host_env) = settings.host_env();
     let shared = ContainerPlan {
@@ -134,9 +144,10 @@ pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings
     // A second pass over an injected pod must yield an empty patch: rewrite the record only
     // when it changed (a container added by a later webhook, say), and keep the union.
     let mut targets: Vec<String> = recorded.map(|r| r.containers.clone()).unwrap_or_default();
+    let mut listed: HashSet<String> = targets.iter().cloned().collect();
     for name in overrides.targets.iter().map(|&i| container_names[i]).chain(init_targets.iter().map(|&i| init_names[i]))
     {
-        if !targets.iter().any(|t| t == name) {
+        if listed.insert(name.to_owned()) {
             targets.push(name.to_owned());
         }
     }
@@ -152,7 +163,7 @@ pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings
         .then(|| (format!("/metadata/annotations/{}", escape_token(keys::STATUS)), annotation_value));
 
     let image = overrides.tools_image.as_deref().unwrap_or(context.tools_image);
-    Plan {
+    Ok(Plan {
         tools_volume: (!tools_volume_present).then(|| json!({"name": tools_volume, "emptyDir": {}})),
         socket_volume: socket.filter(|_| !socket_volume_present).map(|socket| {
             json!({"name": socket_volume, "hostPath": {"path": socket.host_path, "type": socket.host_path_type}})
@@ -162,7 +173,7 @@ pub fn plan(pod: &Value, context: &PodContext<'_>, settings: &Settings, warnings
         containers,
         annotation,
         status,
-    }
+    })
 }
 
 fn init_container(name: &str, image: &str, volume: &str, settings: &Settings) -> Value {

@@ -19,10 +19,12 @@ pub enum SkipReason {
     OptedOut,
     NotOptedIn,
     InvalidPod,
+    /// More to inject than `limits` allow.
+    OverLimit,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::NotPod,
         SkipReason::Subresource,
         SkipReason::Operation,
@@ -32,6 +34,7 @@ impl SkipReason {
         SkipReason::OptedOut,
         SkipReason::NotOptedIn,
         SkipReason::InvalidPod,
+        SkipReason::OverLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl SkipReason {
             SkipReason::OptedOut => "opted_out",
             SkipReason::NotOptedIn => "not_opted_in",
             SkipReason::InvalidPod => "invalid_pod",
+            SkipReason::OverLimit => "over_limit",
         }
     }
 }
@@ -109,6 +113,24 @@ pub fn check_request(
 pub fn unreadable(why: &dyn Display, warnings: &mut Vec<String>) -> SkipReason {
     warnings.push(format!("the pod could not be read ({why}); not injected"));
     SkipReason::InvalidPod
+}
+
+/// `count` of `what` is beyond `limit` (`limits.<key>` in the config): the pod is admitted as it
+/// is, with a warning, rather than patched in part.
+pub fn over_limit(
+    what: &str,
+    count: usize,
+    limit: usize,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), SkipReason> {
+    if count <= limit {
+        return Ok(());
+    }
+    warnings.push(format!(
+        "the pod would need {count} {what}, more than the injector's limit of {limit} (limits.{key}); not injected"
+    ));
+    Err(SkipReason::OverLimit)
 }
 
 pub fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a Value> {

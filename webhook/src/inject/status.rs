@@ -4,6 +4,7 @@
 //! happen to share a default name are never taken for ours.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,14 +45,15 @@ impl Status {
 
 /// Picks the name of one of the injector's objects among `existing` names: the recorded name
 /// when that object is still there (it is ours), otherwise the first free one of `default`,
-/// `default-2`, `default-3`, ... The flag tells whether the object already exists.
-pub fn choose_name(existing: &[&str], recorded: Option<&str>, default: &str) -> (String, bool) {
+/// `default-2`, `default-3`, ... The flag tells whether the object already exists. A set, so a
+/// pod holding `default` and a long run of its suffixes costs linear time, not quadratic.
+pub fn choose_name(existing: &HashSet<&str>, recorded: Option<&str>, default: &str) -> (String, bool) {
     if let Some(name) = recorded.filter(|name| existing.contains(name)) {
         return (name.to_owned(), true);
     }
     let mut candidate = default.to_owned();
     let mut suffix = 2;
-    while existing.contains(&candidate.as_str()) {
+    while existing.contains(candidate.as_str()) {
         candidate = format!("{default}-{suffix}");
         suffix += 1;
     }
@@ -65,16 +67,20 @@ mod tests {
 
     #[test]
     fn recorded_names_are_reused_and_collisions_avoided() {
+        let set = |names: &[&'static str]| names.iter().copied().collect::<HashSet<&str>>();
         assert_eq!(
-            choose_name(&["a", "dragonfly-tools"], Some("dragonfly-tools"), "dragonfly-tools"),
+            choose_name(&set(&["a", "dragonfly-tools"]), Some("dragonfly-tools"), "dragonfly-tools"),
             ("dragonfly-tools".into(), true)
         );
-        assert_eq!(choose_name(&["dragonfly-tools"], None, "dragonfly-tools"), ("dragonfly-tools-2".into(), false));
         assert_eq!(
-            choose_name(&["dragonfly-tools", "dragonfly-tools-2"], Some("gone"), "dragonfly-tools"),
+            choose_name(&set(&["dragonfly-tools"]), None, "dragonfly-tools"),
+            ("dragonfly-tools-2".into(), false)
+        );
+        assert_eq!(
+            choose_name(&set(&["dragonfly-tools", "dragonfly-tools-2"]), Some("gone"), "dragonfly-tools"),
             ("dragonfly-tools-3".into(), false)
         );
-        assert_eq!(choose_name(&[], None, "x"), ("x".into(), false));
+        assert_eq!(choose_name(&set(&[]), None, "x"), ("x".into(), false));
     }
 
     #[test]

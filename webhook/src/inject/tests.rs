@@ -368,3 +368,31 @@ fn init_containers_and_native_sidecars_are_injected_when_asked_after_the_tools()
     let run = inject(&pod);
     assert!(run.patched["spec"]["initContainers"][1].get("env").is_none());
 }
+
+#[test]
+fn a_pod_beyond_the_container_limit_is_admitted_unchanged_with_the_reason() {
+    let many: Vec<Value> = (0..300).map(|i| json!({"name": format!("c{i}")})).collect();
+    let pod = annotated(json!({"containers": many}));
+    let decision = run_with(&pod, "apps", &[], &settings_from(""));
+    assert_eq!(decision.outcome, Outcome::Skipped(SkipReason::OverLimit));
+    assert!(decision.ops.is_empty() && decision.patched.is_none(), "never half-patched");
+    assert!(
+        decision.warnings[0].contains("300 containers injected") && decision.warnings[0].contains("limits.containers")
+    );
+    // The limit counts what is injected: a few named ones, or a higher limit, go through.
+    let mut named = pod.clone();
+    named["metadata"]["annotations"]["dragonfly.io/inject-containers"] = json!("c1,c299");
+    assert_eq!(inject_in(&named, &[], &settings_from("")).status.containers, ["c1", "c299"]);
+    let raised = run_with(&pod, "apps", &[], &settings_from("limits: {containers: 300}\n"));
+    assert!(matches!(raised.outcome, Outcome::Injected(_)), "{:?}", raised.warnings);
+}
+
+#[test]
+fn names_are_chosen_past_a_long_run_of_taken_ones() {
+    // Before sets, each candidate rescanned every name: 20,000 taken names cost 2·10⁸ compares.
+    let mut volumes = vec![json!({"name": "dragonfly-tools", "emptyDir": {}})];
+    volumes.extend((2..=20_000).map(|i| json!({"name": format!("dragonfly-tools-{i}"), "emptyDir": {}})));
+    let pod = annotated(json!({"containers": [{"name": "app"}], "volumes": volumes}));
+    let run = inject_in(&pod, &[], &settings_from("socket: {enabled: false}\n"));
+    assert_eq!(run.status.tools_volume.as_deref(), Some("dragonfly-tools-20001"));
+}
