@@ -23,9 +23,10 @@ use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::{Settings, ToolsImage};
 use dragonfly_injector::metrics::Metrics;
+use dragonfly_injector::server::pool::ReviewPool;
 use dragonfly_injector::server::state::WebhookState;
 use dragonfly_injector::server::tls::CertResolver;
-use dragonfly_injector::server::{ListenArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::server::{ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -269,12 +270,18 @@ pub fn serve_args(
         },
         cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
         shutdown: ShutdownArgs { shutdown_delay, drain_timeout: Duration::from_secs(5) },
+        reviews: ReviewArgs::default(),
     }
 }
 
 /// The routers' state for in-process tests: `config_yaml`, the tools reference `image` (`None`:
 /// not known yet), no cluster, no certificate loaded.
 pub fn webhook_state(config_yaml: &str, image: Option<&str>) -> Arc<WebhookState> {
+    webhook_state_with_pool(config_yaml, image, ReviewPool::new(2, 64))
+}
+
+/// As [`webhook_state`], with reviews run in `pool`.
+pub fn webhook_state_with_pool(config_yaml: &str, image: Option<&str>, pool: ReviewPool) -> Arc<WebhookState> {
     let config = Config::from_yaml(config_yaml).unwrap();
     let image = image.map(|i| Arc::new(ToolsImage { reference: i.to_owned(), unpinned_warning: None }));
     Arc::new(WebhookState::new(
@@ -283,6 +290,7 @@ pub fn webhook_state(config_yaml: &str, image: Option<&str>) -> Arc<WebhookState
         None,
         Arc::new(Metrics::default()),
         Arc::new(CertResolver::default()),
+        pool,
     ))
 }
 

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use dragonfly_injector::metrics::Metrics;
+use dragonfly_injector::server::pool::ReviewPool;
 use dragonfly_injector::server::state::WebhookState;
 use dragonfly_injector::server::{admin, webhook};
 use http_body_util::BodyExt;
@@ -172,6 +173,21 @@ async fn without_a_usable_tools_image_requests_get_503_not_a_guess() {
     let state = test_kit::webhook_state("", None);
     let (status, _) = call(webhook::router(state, 1024), "POST", "/mutate", b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn with_every_review_slot_and_queue_place_taken_requests_get_503_at_once() {
+    let state = test_kit::webhook_state_with_pool("", Some(IMAGE), ReviewPool::new(1, 0));
+    let review = review_for(&fixture("pod-annotated.json"), "apps", "u-1");
+    let held = state.pool.admit().await.expect("the only slot");
+    let request = Request::post("/mutate").body(Body::from(serde_json::to_vec(&review).unwrap())).unwrap();
+    let response = webhook::router(state.clone(), webhook::DEFAULT_MAX_BODY_BYTES).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(state.metrics.encode().contains(r#"admission_requests_total{outcome="error",reason="overloaded"} 1"#));
+    drop(held);
+    let (status, body) = mutate(&state, &review).await;
+    assert_eq!((status, body["response"]["allowed"].as_bool()), (StatusCode::OK, Some(true)), "served once free");
 }
 
 #[tokio::test]

@@ -22,6 +22,30 @@ pub struct ServeArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub reviews: ReviewArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReviewArgs {
+    /// Reviews computed at once, on their own threads (default: the CPUs the process may use).
+    #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_CONCURRENT_REVIEWS")]
+    pub max_concurrent_reviews: Option<usize>,
+    /// Requests that may wait for one of those; beyond them the webhook answers 503 at once.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_QUEUED_REVIEWS", default_value_t = 64)]
+    pub max_queued_reviews: usize,
+}
+
+impl Default for ReviewArgs {
+    fn default() -> Self {
+        ReviewArgs { max_concurrent_reviews: None, max_queued_reviews: 64 }
+    }
+}
+
+impl ReviewArgs {
+    pub fn concurrency(&self) -> usize {
+        self.max_concurrent_reviews.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
 }
 
 #[derive(Debug, Args)]

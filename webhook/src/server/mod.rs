@@ -3,11 +3,12 @@
 pub mod admin;
 mod args;
 pub mod https;
+pub mod pool;
 pub mod state;
 pub mod tls;
 pub mod webhook;
 
-pub use args::{ListenArgs, ServeArgs, ShutdownArgs};
+pub use args::{ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs};
 pub use tls::TlsArgs;
 
 use crate::cluster::{NamespaceCache, NodeCache};
@@ -16,6 +17,7 @@ use crate::inject::Settings;
 use crate::metrics::Metrics;
 use crate::pinning;
 use anyhow::Context as _;
+use pool::ReviewPool;
 use state::WebhookState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +41,7 @@ pub struct Running {
 }
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    let ServeArgs { config: config_path, tls, listen, cluster, shutdown } = args;
+    let ServeArgs { config: config_path, tls, listen, cluster, shutdown, reviews } = args;
     let config = Config::load(&config_path)?;
     let settings = Settings::new(&config, cluster.own_namespace().as_deref());
     if settings.socket.as_ref().is_some_and(|s| s.file_only) {
@@ -57,7 +59,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let (tools_image, pin_task) =
         pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))
             .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
-    let state = Arc::new(WebhookState::new(settings, tools_image, namespaces, metrics.clone(), certificate.clone()));
+    let pool = ReviewPool::new(reviews.concurrency(), reviews.max_queued_reviews);
+    let state =
+        Arc::new(WebhookState::new(settings, tools_image, namespaces, metrics.clone(), certificate.clone(), pool));
     let tls_config =
         Arc::new(tls::server_config(certificate.clone(), provider.clone()).context("building the TLS configuration")?);
     let webhook_listener =

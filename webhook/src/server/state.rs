@@ -4,6 +4,7 @@ use crate::cluster::NamespaceCache;
 use crate::inject::Settings;
 use crate::metrics::Metrics;
 use crate::pinning::ToolsImageCell;
+use crate::server::pool::ReviewPool;
 use crate::server::tls::CertResolver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
     pub certificate: Arc<CertResolver>,
     pub readiness: Readiness,
+    pub pool: ReviewPool,
 }
 
 impl WebhookState {
@@ -40,8 +42,9 @@ impl WebhookState {
         namespaces: Option<NamespaceCache>,
         metrics: Arc<Metrics>,
         certificate: Arc<CertResolver>,
+        pool: ReviewPool,
     ) -> Self {
-        WebhookState { settings, tools_image, namespaces, metrics, certificate, readiness: Readiness::default() }
+        WebhookState { settings, tools_image, namespaces, metrics, certificate, readiness: Readiness::default(), pool }
     }
 
     /// The unmet readiness conditions; empty when ready.

@@ -55,16 +55,41 @@ impl ResponseForPanic for PanicResponder {
 async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
     let started = Instant::now();
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, pod = Empty, decision = Empty);
-    let _entered = span.enter();
-    let image = state.tools_image.load();
-    let Some(tools) = image.as_deref() else {
+    let Some(tools) = state.tools_image.load_full() else {
         // Readiness is false in this state; a request that still arrives is not guessed at.
         state.metrics.count_request("error", "no_tools_image");
         return (StatusCode::SERVICE_UNAVAILABLE, "no usable tools image reference yet\n").into_response();
     };
-    let lookup = |namespace: &str| state.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
-    let result = admission::review(&body, &state.settings, tools, &lookup);
+    let Some(permit) = state.pool.admit().await else {
+        state.metrics.count_request("error", "overloaded");
+        span.in_scope(|| tracing::warn!(queued = state.pool.queued(), "review queue full; answered 503"));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many admission reviews in flight\n",
+        )
+            .into_response();
+    };
+    let worker = state.clone();
+    let large = body.len() > TRIM_AFTER_BYTES;
+    let reviewed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let lookup = |namespace: &str| worker.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
+        let result = admission::review(&body, &worker.settings, &tools, &lookup);
+        drop(body);
+        if large {
+            give_memory_back();
+        }
+        result
+    })
+    .await;
+    let result = match reviewed {
+        Ok(result) => result,
+        // The panic guard around the router turns this into a 500, a log line and a metric.
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    };
     let elapsed = started.elapsed();
+    let _entered = span.enter();
     state.metrics.duration.observe(elapsed.as_secs_f64());
     match result {
         Ok(reviewed) => {
@@ -98,5 +123,18 @@ async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response
             tracing::warn!(%error, duration_us = elapsed.as_micros() as u64, "bad admission request");
             (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
         }
+    }
+}
+
+/// Bodies above this leave the allocator holding tens of megabytes it would otherwise keep.
+const TRIM_AFTER_BYTES: usize = 512 * 1024;
+
+/// Returns freed heap to the system: glibc keeps it in its arenas after a large review, and the
+/// process would sit at its peak until the pod's memory limit.
+fn give_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
