@@ -26,7 +26,7 @@ use dragonfly_injector::metrics::Metrics;
 use dragonfly_injector::server::pool::ReviewPool;
 use dragonfly_injector::server::state::WebhookState;
 use dragonfly_injector::server::tls::CertResolver;
-use dragonfly_injector::server::{ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs, TlsArgs};
+use dragonfly_injector::server::{ConnectionArgs, ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs, TlsArgs};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
@@ -271,6 +271,7 @@ pub fn serve_args(
         cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
         shutdown: ShutdownArgs { shutdown_delay, drain_timeout: Duration::from_secs(5) },
         reviews: ReviewArgs::default(),
+        connections: ConnectionArgs::default(),
     }
 }
 

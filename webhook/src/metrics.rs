@@ -58,6 +58,7 @@ pub struct Metrics {
     tools_image_seconds_since: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub tools_image_unpinned_injections: Counter,
     pub tools_image_missing_node_platforms: Family<PlatformLabels, Gauge>,
+    pub connections_refused: Counter,
 }
 
 /// Sub-millisecond buckets: an injection takes tens of microseconds.
@@ -123,6 +124,12 @@ impl Default for Metrics {
             "1 for each platform of the cluster's nodes that the resolved tools image lacks",
             tools_image_missing_node_platforms.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the port's connection limit was reached",
+            connections_refused.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "The running version", build);
@@ -141,6 +148,7 @@ impl Default for Metrics {
             tools_image_seconds_since,
             tools_image_unpinned_injections,
             tools_image_missing_node_platforms,
+            connections_refused,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the API server stored. One control plane serves all scenarios; this binary runs them itself
 //! (harness = false) so that it can tear everything down whatever happens.
 
+use dragonfly_injector::server::https::{self, ConnectionLimits};
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -507,7 +508,14 @@ fn adder_webhook(
     let listener = runtime.block_on(tokio::net::TcpListener::bind((listen, 0))).unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    runtime.spawn(dragonfly_injector::server::https::serve(listener, tls, app, stopped, Duration::from_secs(1)));
+    let limits = ConnectionLimits {
+        max_connections: 16,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(30),
+    };
+    let acceptor = Some(tokio_rustls::TlsAcceptor::from(tls));
+    let metrics = std::sync::Arc::new(dragonfly_injector::metrics::Metrics::default());
+    runtime.spawn(https::serve(listener, acceptor, app, stopped, Duration::from_secs(1), limits, metrics));
     (port, stop)
 }
 

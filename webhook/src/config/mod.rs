@@ -10,7 +10,8 @@ mod values;
 pub use socket::{SocketMount, DFGET_SOCKET};
 
 pub use values::{
-    parse_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef, Platform, Quantity,
+    parse_duration, parse_nonzero_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef,
+    Platform, Quantity,
 };
 
 use serde::{Deserialize, Serialize};

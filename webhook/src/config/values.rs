@@ -90,6 +90,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// As [`parse_duration`], for a command-line interval or timeout that must not be zero (a zero
+/// timer would spin).
+pub fn parse_nonzero_duration(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        zero if zero.is_zero() => Err(format!("{text:?} must be longer than zero")),
+        duration => Ok(duration),
+    }
+}
+
 /// A duration written as `30s`, `5m` or `1h` in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

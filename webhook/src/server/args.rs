@@ -1,9 +1,10 @@
 //! `serve`'s flags, each with an environment fallback so the Helm chart can set them either way.
 
+use super::pool::{DEFAULT_BODY_BYTES_IN_FLIGHT, DEFAULT_BODY_TIMEOUT};
 use super::tls::TlsArgs;
 use super::webhook::DEFAULT_MAX_BODY_BYTES;
 use crate::cluster::ClusterArgs;
-use crate::config::parse_duration;
+use crate::config::{parse_duration, parse_nonzero_duration};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,45 @@ pub struct ServeArgs {
     pub shutdown: ShutdownArgs,
     #[command(flatten)]
     pub reviews: ReviewArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// Limits on connections and request bodies (both ports, except the body ones). The API
+/// server's own webhook timeout is at most 30 s (10 s by default), so nothing legitimate takes
+/// longer than these.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Open connections on the webhook port; one beyond them is closed at once (the admin port
+    /// allows 64).
+    #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+    /// A TLS handshake, and each request's head, must arrive within this; an HTTP/1.1
+    /// connection that sends no further request for this long is closed.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_HEADER_READ_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// A request body must arrive whole within this (408 otherwise).
+    #[arg(long, env = "DRAGONFLY_INJECTOR_BODY_READ_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "10s")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed gracefully.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_IDLE_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "30s")]
+    pub idle_timeout: Duration,
+    /// Bytes of request bodies held at once over all connections, reserved by their declared
+    /// length; a body beyond them is answered 503.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = DEFAULT_BODY_BYTES_IN_FLIGHT)]
+    pub max_body_bytes_in_flight: usize,
+}
+
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        ConnectionArgs {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: DEFAULT_BODY_TIMEOUT,
+            idle_timeout: Duration::from_secs(30),
+            max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,7 +8,7 @@ pub mod state;
 pub mod tls;
 pub mod webhook;
 
-pub use args::{ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs};
+pub use args::{ConnectionArgs, ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs};
 pub use tls::TlsArgs;
 
 use crate::cluster::{NamespaceCache, NodeCache};
@@ -17,6 +17,7 @@ use crate::inject::Settings;
 use crate::metrics::Metrics;
 use crate::pinning;
 use anyhow::Context as _;
+use https::ConnectionLimits;
 use pool::ReviewPool;
 use state::WebhookState;
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ use tls::{CertReloader, CertResolver};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// A started server: both listeners bound, the certificate reloader running.
 pub struct Running {
@@ -41,7 +45,7 @@ pub struct Running {
 }
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
-    let ServeArgs { config: config_path, tls, listen, cluster, shutdown, reviews } = args;
+    let ServeArgs { config: config_path, tls, listen, cluster, shutdown, reviews, connections } = args;
     let config = Config::load(&config_path)?;
     let settings = Settings::new(&config, cluster.own_namespace().as_deref());
     if settings.socket.as_ref().is_some_and(|s| s.file_only) {
@@ -59,7 +63,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let (tools_image, pin_task) =
         pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))
             .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
-    let pool = ReviewPool::new(reviews.concurrency(), reviews.max_queued_reviews);
+    let pool = ReviewPool::new(reviews.concurrency(), reviews.max_queued_reviews)
+        .with_body_limits(connections.max_body_bytes_in_flight, connections.body_read_timeout);
     let state =
         Arc::new(WebhookState::new(settings, tools_image, namespaces, metrics.clone(), certificate.clone(), pool));
     let tls_config =
@@ -76,28 +81,37 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         key_path: tls.tls_key_file,
         resolver: certificate,
         provider,
-        metrics,
+        metrics: metrics.clone(),
         poll_interval: tls.tls_poll_interval,
     };
     let reload_task = tokio::spawn(reloader.run());
     let (stop_webhook, stop_webhook_rx) = watch::channel(false);
-    let (stop_admin, mut stop_admin_rx) = watch::channel(false);
+    let (stop_admin, stop_admin_rx) = watch::channel(false);
+    let limits = ConnectionLimits {
+        max_connections: connections.max_connections,
+        header_timeout: connections.header_read_timeout,
+        idle_timeout: connections.idle_timeout,
+    };
     let webhook_task = tokio::spawn(https::serve(
         webhook_listener,
-        tls_config,
+        Some(TlsAcceptor::from(tls_config)),
         webhook::router(state.clone(), listen.max_body_bytes),
         stop_webhook_rx,
         shutdown.drain_timeout,
+        limits,
+        metrics.clone(),
     ));
-    let admin_router = admin::router(state.clone());
-    let admin_task = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop_admin_rx.wait_for(|stopped| *stopped).await;
-        };
-        if let Err(error) = axum::serve(admin_listener, admin_router).with_graceful_shutdown(stopped).await {
-            tracing::error!(%error, "admin server failed");
-        }
-    });
+    // Probes and scrapes: few clients, the same timeouts.
+    let admin_limits = ConnectionLimits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
+    let admin_task = tokio::spawn(https::serve(
+        admin_listener,
+        None,
+        admin::router(state.clone()),
+        stop_admin_rx,
+        shutdown.drain_timeout,
+        admin_limits,
+        metrics,
+    ));
     tracing::info!(
         listen = %webhook_addr,
         admin_listen = %admin_addr,

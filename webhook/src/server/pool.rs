@@ -3,15 +3,26 @@
 //! the probes. Requests beyond the running ones wait in a bounded queue; when that is full the
 //! webhook answers 503 at once (the API server then applies the webhook's failurePolicy) instead
 //! of letting memory and latency grow without bound.
+//!
+//! Request bodies are held against a byte budget shared by all connections, reserved by their
+//! declared length before they are read and for at most the body timeout, so slow or stalled
+//! senders cannot pin more memory than the budget.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct ReviewPool {
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
     max_queued: usize,
+    body_bytes: Arc<Semaphore>,
+    /// A request body must arrive whole within this.
+    pub body_timeout: Duration,
 }
 
 /// Counts one waiting request for as long as it waits, even when its connection goes away.
@@ -25,7 +36,25 @@ impl Drop for Waiting<'_> {
 
 impl ReviewPool {
     pub fn new(concurrency: usize, max_queued: usize) -> Self {
-        ReviewPool { permits: Arc::new(Semaphore::new(concurrency.max(1))), queued: AtomicUsize::new(0), max_queued }
+        ReviewPool {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queued: AtomicUsize::new(0),
+            max_queued,
+            body_bytes: Arc::new(Semaphore::new(DEFAULT_BODY_BYTES_IN_FLIGHT)),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+
+    pub fn with_body_limits(mut self, bytes_in_flight: usize, timeout: Duration) -> Self {
+        self.body_bytes = Arc::new(Semaphore::new(bytes_in_flight.min(Semaphore::MAX_PERMITS)));
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Holds `length` bytes of the body budget; `None` when they are not free now.
+    pub fn reserve_body(&self, length: usize) -> Option<OwnedSemaphorePermit> {
+        let length = u32::try_from(length.max(1)).ok()?;
+        self.body_bytes.clone().try_acquire_many_owned(length).ok()
     }
 
     /// A permit to run one review, after waiting in the queue if need be; `None` when the queue

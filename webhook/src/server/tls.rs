@@ -6,7 +6,7 @@
 //! that fails to load (a half-written swap, a key that does not match) is logged and the
 //! previous pair keeps serving.
 
-use crate::config::parse_duration;
+use crate::config::parse_nonzero_duration;
 use crate::metrics::{Metrics, ResultLabels};
 use arc_swap::ArcSwapOption;
 use clap::Args;
@@ -97,7 +97,7 @@ pub struct TlsArgs {
     #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE")]
     pub tls_key_file: PathBuf,
     /// Re-read the certificate at least this often, in case the directory watch misses a change.
-    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_nonzero_duration, default_value = "10s")]
     pub tls_poll_interval: Duration,
 }
 

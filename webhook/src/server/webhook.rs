@@ -5,7 +5,7 @@ use crate::inject::Outcome;
 use crate::metrics::Metrics;
 use crate::server::state::WebhookState;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,10 +22,61 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub fn router(state: Arc<WebhookState>, max_body_bytes: usize) -> Router {
     let panics = PanicResponder { metrics: state.metrics.clone() };
     Router::new()
-        .route("/mutate", post(mutate))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .route("/mutate", post(move |state, request| mutate(state, request, max_body_bytes)))
         .layer(CatchPanicLayer::custom(panics))
         .with_state(state)
+}
+
+/// Reads the body within the limits: a declared length over `max` is refused before a byte is
+/// read (so `Expect: 100-continue` gets its 413 at once), the declared length (or `max` when
+/// none is declared) is reserved from the shared body budget, and the whole body must arrive
+/// within the body timeout.
+async fn read_body(state: &WebhookState, request: Request, max: usize) -> Result<Bytes, Response> {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        state.metrics.count_request("error", "too_large");
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes\n")).into_response());
+    }
+    let reserve = declared.map_or(max, |length| length as usize);
+    let Some(reservation) = state.pool.reserve_body(reserve) else {
+        state.metrics.count_request("error", "overloaded");
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many request bodies in flight\n",
+        )
+            .into_response());
+    };
+    let body = request.into_body();
+    let read = tokio::time::timeout(state.pool.body_timeout, axum::body::to_bytes(body, max)).await;
+    drop(reservation);
+    match read {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) if is_length_limit(&error) => {
+            state.metrics.count_request("error", "too_large");
+            Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes\n")).into_response())
+        }
+        Ok(Err(error)) => {
+            state.metrics.count_request("error", "body_read");
+            Err((StatusCode::BAD_REQUEST, format!("cannot read the body: {error}\n")).into_response())
+        }
+        Err(_) => {
+            state.metrics.count_request("error", "body_timeout");
+            Err((StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n").into_response())
+        }
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Turns a panic in a handler into a 500, a log line and a metric; the server keeps serving.
@@ -52,14 +103,18 @@ impl ResponseForPanic for PanicResponder {
     }
 }
 
-async fn mutate(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
-    let started = Instant::now();
+async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_body_bytes: usize) -> Response {
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, pod = Empty, decision = Empty);
     let Some(tools) = state.tools_image.load_full() else {
         // Readiness is false in this state; a request that still arrives is not guessed at.
         state.metrics.count_request("error", "no_tools_image");
         return (StatusCode::SERVICE_UNAVAILABLE, "no usable tools image reference yet\n").into_response();
     };
+    let body = match read_body(&state, request, max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let started = Instant::now();
     let Some(permit) = state.pool.admit().await else {
         state.metrics.count_request("error", "overloaded");
         span.in_scope(|| tracing::warn!(queued = state.pool.queued(), "review queue full; answered 503"));
