@@ -187,9 +187,9 @@ impl Env {
                     "tools.image.tag=v1",
                     "--set",
                     "tools.pinning=required",
-                    // Short, so that the registry-stopped scenario sees real failed refreshes.
+                    // The minimum, so that the registry-stopped scenario sees real failed refreshes.
                     "--set",
-                    "tools.refreshInterval=2s",
+                    "tools.refreshInterval=10s",
                     "--set",
                     &format!("registry.plainHttp={{{}}}", registry.host),
                     // Not dfget's default: pods must still find it where dfget looks.

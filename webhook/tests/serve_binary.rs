@@ -174,3 +174,16 @@ fn a_broken_config_file_stops_start_up_naming_file_line_and_key() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8(missing.stderr).unwrap().contains("cannot read config file /nonexistent/injector.yaml"));
 }
+
+#[test]
+fn an_idle_server_does_not_reread_its_certificate() {
+    test_kit::install_crypto();
+    let temp = tempfile::tempdir().unwrap();
+    let pki = Pki::new("binary ca");
+    let server = Server::start(temp.path(), &pki, &["--log-level", "info,dragonfly_injector=debug"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let reads = |lines: Vec<Value>| lines.iter().filter(|l| l["message"] == "reading the certificate files").count();
+    let idle: Vec<Value> = server.lines.try_iter().collect();
+    // Once at start-up; its own reads used to trigger the watcher again, 20 times a second.
+    assert_eq!(reads(server.startup.clone()) + reads(idle), 1);
+}

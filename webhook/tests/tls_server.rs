@@ -160,3 +160,33 @@ async fn shutdown_reports_unready_first_then_drains_keep_alive_connections() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
     assert!(get(admin, "/livez").await.is_err(), "admin port closed last");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_pair_is_reported_once_and_the_watcher_does_not_chase_its_own_reads() {
+    test_kit::install_crypto();
+    let temp = tempfile::tempdir().unwrap();
+    let pki = Pki::new("test ca");
+    let (cert, key) = pki.leaf("first").write_pair(temp.path());
+    // Polled every second as well: a broken pair must not be reported again on every poll.
+    let mut args = serve_args(temp.path(), cert, key.clone(), Duration::ZERO);
+    args.tls.tls_poll_interval = Duration::from_secs(1);
+    let running = server::start(args).await.unwrap();
+    let admin = running.admin_addr;
+    eventually(10, "ready", || ready(admin)).await;
+    let reloads = |result: &'static str| async move {
+        let text = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
+        let prefix = format!("dragonfly_injector_tls_certificate_reloads_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix).map(|n| n.parse::<u64>().unwrap())).unwrap_or(0)
+    };
+    // Idle: the first load only, however long it sits (each read of the files used to raise
+    // events that made it read them again, 20 times a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!((reloads("success").await, reloads("failure").await), (1, 0));
+    // A broken key: one failure for the one change, and the old pair keeps serving.
+    std::fs::write(&key, "not a key").unwrap();
+    eventually(10, "the broken key noticed", || async { reloads("failure").await >= 1 }).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!((reloads("success").await, reloads("failure").await), (1, 1));
+    assert!(ready(admin).await, "the previous certificate keeps serving");
+    running.shutdown().await;
+}

@@ -3,6 +3,7 @@
 //! line and column, so `serve`, `inject` and `resolve` all name the place to fix.
 
 use super::{Config, SocketMount, ToolsPath};
+use std::time::Duration;
 use yaml_rust2::parser::{Event, Parser};
 
 /// `a` is `b` or lies inside it.
@@ -14,9 +15,41 @@ fn overlap(a: &str, b: &str) -> bool {
     nested(a, b) || nested(b, a)
 }
 
+/// Lower bounds: a shorter refresh would poll the registry in a hot loop, a shorter timeout
+/// would fail every call.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_REGISTRY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Everything checked after the values themselves: bounds, then overlaps.
+pub fn all(config: &Config, text: Option<&str>) -> Result<(), String> {
+    bounds(config, text)?;
+    cross_fields(config, text)
+}
+
+fn located(text: Option<&str>, path: &[&str], problem: String) -> String {
+    let at = text
+        .and_then(|text| key_position(text, path))
+        .map(|(line, column)| format!(" at line {line} column {column}"))
+        .unwrap_or_default();
+    format!("{}: {problem}{at}", path.join("."))
+}
+
+fn bounds(config: &Config, text: Option<&str>) -> Result<(), String> {
+    let checks = [
+        (config.tools.refresh_interval.0, MIN_REFRESH_INTERVAL, ["tools", "refreshInterval"]),
+        (config.registry.timeout.0, MIN_REGISTRY_TIMEOUT, ["registry", "timeout"]),
+    ];
+    for (value, minimum, path) in checks {
+        if value < minimum {
+            return Err(located(text, &path, format!("{value:?} is shorter than the minimum, {minimum:?}")));
+        }
+    }
+    Ok(())
+}
+
 /// The first overlap found, as `tools.mountPath: ... at line L column C` (`text` locates the key;
 /// without it, or for a key left at its default, the location is left out).
-pub fn cross_fields(config: &Config, text: Option<&str>) -> Result<(), String> {
+fn cross_fields(config: &Config, text: Option<&str>) -> Result<(), String> {
     let tools = config.tools.mount_path.as_str();
     let mut problem = None;
     if config.socket.enabled {
@@ -32,12 +65,10 @@ pub fn cross_fields(config: &Config, text: Option<&str>) -> Result<(), String> {
     if problem.is_none() && config.tools.path == ToolsPath::Link && overlap(tools, link_dir) {
         problem = Some(format!("{tools} overlaps tools.linkDir {link_dir}; choose another directory"));
     }
-    let Some(problem) = problem else { return Ok(()) };
-    let at = text
-        .and_then(|text| key_position(text, &["tools", "mountPath"]))
-        .map(|(line, column)| format!(" at line {line} column {column}"))
-        .unwrap_or_default();
-    Err(format!("tools.mountPath: {problem}{at}"))
+    match problem {
+        Some(problem) => Err(located(text, &["tools", "mountPath"], problem)),
+        None => Ok(()),
+    }
 }
 
 enum Frame {
@@ -101,6 +132,15 @@ mod tests {
         assert_eq!(key_position(text, &["mountPath"]), None, "only the full path matches");
         assert_eq!(key_position("mountPath: [", &["mountPath"]), Some((1, 1)));
         assert_eq!(key_position("tools: [", &["tools", "mountPath"]), None, "a broken document gives none");
+    }
+
+    #[test]
+    fn intervals_below_their_minimum_are_refused_with_the_key() {
+        let error = Config::from_yaml("tools:\n  refreshInterval: 1ms\n").unwrap_err();
+        assert_eq!(error, "tools.refreshInterval: 1ms is shorter than the minimum, 10s at line 2 column 3");
+        let error = Config::from_yaml("registry: {timeout: 10ms}\n").unwrap_err();
+        assert!(error.starts_with("registry.timeout: 10ms is shorter than the minimum, 100ms"), "{error}");
+        Config::from_yaml("tools: {refreshInterval: 10s}\nregistry: {timeout: 100ms}\n").unwrap();
     }
 
     #[test]

@@ -402,7 +402,7 @@ impl Config {
             return Ok(Self::default());
         }
         let config: Config = serde_yaml_ng::from_str(text).map_err(|error| describe_yaml_error(text, &error))?;
-        checks::cross_fields(&config, Some(text))?;
+        checks::all(&config, Some(text))?;
         Ok(config)
     }
 }

@@ -6,7 +6,7 @@
 //! that fails to load (a half-written swap, a key that does not match) is logged and the
 //! previous pair keeps serving.
 
-use crate::config::parse_nonzero_duration;
+use crate::config::parse_duration;
 use crate::metrics::{Metrics, ResultLabels};
 use arc_swap::ArcSwapOption;
 use clap::Args;
@@ -34,29 +34,46 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     /// notAfter of the leaf certificate, as a Unix time.
     pub not_after: i64,
-    /// The PEM bytes, to tell whether the files changed.
-    fingerprint: (Vec<u8>, Vec<u8>),
+}
+
+/// The two files' bytes, as read: what decides whether anything changed.
+type Contents = (Vec<u8>, Vec<u8>);
+
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Contents, TlsError> {
+    let cert_pem = std::fs::read(cert_path)
+        .map_err(|e| TlsError::Certificate { path: cert_path.to_owned(), reason: e.to_string() })?;
+    let key_pem =
+        std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
+    Ok((cert_pem, key_pem))
 }
 
 pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
+    let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
+    parse_pair(cert_path, key_path, &cert_pem, &key_pem, provider)
+}
+
+fn parse_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, TlsError> {
     let cert_error = |reason: String| TlsError::Certificate { path: cert_path.to_owned(), reason };
-    let cert_pem = std::fs::read(cert_path).map_err(|e| cert_error(e.to_string()))?;
-    let key_pem =
-        std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_error(format!("not PEM: {e}")))?;
     let leaf = chain.first().ok_or_else(|| cert_error("no CERTIFICATE block".into()))?;
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| cert_error(format!("not X.509: {e}")))?;
     let not_after = parsed.validity().not_after.timestamp();
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: format!("no private key in PEM: {e}") })?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
         cert: cert_path.to_owned(),
         key: key_path.to_owned(),
         source,
     })?;
-    Ok(LoadedCert { key: Arc::new(certified), not_after, fingerprint: (cert_pem, key_pem) })
+    Ok(LoadedCert { key: Arc::new(certified), not_after })
 }
 
 /// Hands rustls whatever pair is current; `None` (no certificate yet) fails the handshake.
@@ -96,9 +113,18 @@ pub struct TlsArgs {
     pub tls_cert_file: PathBuf,
     #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE")]
     pub tls_key_file: PathBuf,
-    /// Re-read the certificate at least this often, in case the directory watch misses a change.
-    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_nonzero_duration, default_value = "10s")]
+    /// Re-read the certificate at least this often, in case the directory watch misses a change
+    /// (at least 1s).
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_poll_interval, default_value = "10s")]
     pub tls_poll_interval: Duration,
+}
+
+/// A poll interval of at least a second: shorter ones only burn CPU re-reading the files.
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        short if short < Duration::from_secs(1) => Err(format!("{text:?} is shorter than the minimum, 1s")),
+        interval => Ok(interval),
+    }
 }
 
 /// Keeps the resolver's pair in step with the files.
@@ -112,45 +138,79 @@ pub struct CertReloader {
     pub poll_interval: Duration,
 }
 
+/// What the reloader last saw, so that each change is acted on, and reported, once.
+#[derive(Default)]
+struct Seen {
+    /// The files' bytes at the last read that succeeded, whether they parsed or not.
+    contents: Option<Contents>,
+    /// The last read failure (a file missing mid-swap, say), until the files read again.
+    read_error: Option<String>,
+}
+
 impl CertReloader {
-    /// Loads the pair if it changed. Returns whether a new pair is now being served.
-    fn reload(&self, last: &mut Option<(Vec<u8>, Vec<u8>)>) -> bool {
-        match load_pair(&self.cert_path, &self.key_path, &self.provider) {
-            Ok(loaded) if last.as_ref() == Some(&loaded.fingerprint) => false,
+    /// Loads the pair if the files changed. Returns whether a new pair is now being served.
+    fn reload(&self, seen: &mut Seen) -> bool {
+        tracing::debug!(cert = %self.cert_path.display(), "reading the certificate files");
+        let contents = match read_pair(&self.cert_path, &self.key_path) {
+            Ok(contents) => contents,
+            Err(error) => {
+                let message = error.to_string();
+                if seen.read_error.as_ref() != Some(&message) {
+                    self.failed(&error);
+                    seen.read_error = Some(message);
+                }
+                return false;
+            }
+        };
+        seen.read_error = None;
+        if seen.contents.as_ref() == Some(&contents) {
+            return false;
+        }
+        let (cert_pem, key_pem) = &contents;
+        let parsed = parse_pair(&self.cert_path, &self.key_path, cert_pem, key_pem, &self.provider);
+        seen.contents = Some(contents);
+        match parsed {
             Ok(loaded) => {
-                let first = last.is_none();
+                let first = !self.resolver.is_loaded();
                 self.resolver.current.store(Some(loaded.key));
                 self.metrics.certificate_expiry.set(loaded.not_after);
                 self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-                *last = Some(loaded.fingerprint);
                 tracing::info!(cert = %self.cert_path.display(), not_after = loaded.not_after, first, "serving certificate loaded");
                 true
             }
             Err(error) => {
-                self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
-                if self.resolver.is_loaded() {
-                    tracing::warn!(%error, "certificate change not applied; the previous certificate keeps serving");
-                } else {
-                    tracing::error!(%error, "no serving certificate yet; not ready until one loads");
-                }
+                self.failed(&error);
                 false
             }
+        }
+    }
+
+    fn failed(&self, error: &TlsError) {
+        self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+        if self.resolver.is_loaded() {
+            tracing::warn!(%error, "certificate change not applied; the previous certificate keeps serving");
+        } else {
+            tracing::error!(%error, "no serving certificate yet; not ready until one loads");
         }
     }
 
     /// Loads the pair now, then follows changes until the task is dropped.
     pub async fn run(self) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut last = None;
-        self.reload(&mut last);
+        let mut seen = Seen::default();
+        self.reload(&mut seen);
         // Watch both files' directories; keep the watcher alive for as long as this task runs.
         let _watcher = {
             let dirs: std::collections::BTreeSet<PathBuf> = [&self.cert_path, &self.key_path]
                 .iter()
                 .map(|p| p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned())
                 .collect();
-            let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                let _ = tx.send(());
+            // Only changes: reading the files (ours included) raises access events, and reacting
+            // to those re-read the pair 20 times a second forever.
+            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                    let _ = tx.send(());
+                }
             });
             match watcher {
                 Ok(mut watcher) => {
@@ -180,7 +240,20 @@ impl CertReloader {
                 }
                 _ = poll.tick() => {}
             }
-            self.reload(&mut last);
+            self.reload(&mut seen);
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_intervals_under_a_second_are_refused() {
+        assert_eq!(parse_poll_interval("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_poll_interval("1"), Ok(Duration::from_secs(1)));
+        for short in ["0s", "999ms", "0"] {
+            assert!(parse_poll_interval(short).unwrap_err().contains("minimum, 1s"), "{short}");
         }
     }
 }
