@@ -327,6 +327,10 @@ fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
         "--set",
         "socket.enabled=false",
         "--set",
+        "socket.namespaceLabel=example.com/dfdaemon-socket=allowed",
+        "--set",
+        "limits.containers=40",
+        "--set",
         "transferFromDfdaemon=false",
         "--set",
         &format!("tools.image.digest={digest}"),
@@ -353,6 +357,8 @@ fn the_config_file_loads_in_the_webhook_and_follows_the_values() {
     assert_eq!(config.proxy.port.0, 65001);
     assert_eq!(config.proxy.host_from, HostFrom::HostIp);
     assert!(!config.socket.enabled);
+    assert_eq!(String::from(config.socket.namespace_label.clone().unwrap()), "example.com/dfdaemon-socket=allowed");
+    assert_eq!(config.limits.containers.0, 40);
     assert!(!config.transfer_from_dfdaemon.0);
     assert_eq!(config.tools.image.as_str(), format!("docker.io/dragonflyoss/dragonfly-injector-tools:v9@{digest}"));
     assert_eq!(config.tools.pinning, Pinning::Required);

@@ -76,9 +76,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.registry.caBundle -}}
 {{- $_ := set $registry "caBundle" "/etc/dragonfly-injector/config/registry-ca.pem" -}}
 {{- end -}}
+{{- $socket := dict "enabled" .Values.socket.enabled "path" .Values.socket.path -}}
+{{- with .Values.socket.namespaceLabel -}}
+{{- $_ := set $socket "namespaceLabel" . -}}
+{{- end -}}
 {{- $config := dict
   "proxy" (dict "port" .Values.proxy.port "hostFrom" .Values.proxy.hostFrom "envName" .Values.proxy.envName)
-  "socket" (dict "enabled" .Values.socket.enabled "path" .Values.socket.path)
+  "socket" $socket
   "tools" $tools
   "transferFromDfdaemon" .Values.transferFromDfdaemon
   "excludeNamespaces" .Values.excludeNamespaces

@@ -8,6 +8,7 @@ mod socket;
 mod values;
 
 pub use socket::{SocketMount, DFGET_SOCKET};
+use values::check_dns_subdomain;
 
 pub use values::{
     parse_duration, parse_nonzero_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef,
@@ -181,6 +182,9 @@ pub struct SocketConfig {
     pub enabled: bool,
     /// dfdaemon's unix socket on the host (the Go client used `/var/run/dfdaemon.sock`).
     pub path: AbsolutePath,
+    /// When set (`key=value`), the socket goes only into pods of namespaces carrying this label,
+    /// which cluster admins set: a pod cannot grant itself the socket by an annotation.
+    pub namespace_label: Option<LabelRequirement>,
 }
 
 impl Default for SocketConfig {
@@ -188,7 +192,43 @@ impl Default for SocketConfig {
         Self {
             enabled: true,
             path: AbsolutePath::try_from("/var/run/dragonfly/dfdaemon.sock".to_owned()).expect("valid path"),
+            namespace_label: None,
         }
+    }
+}
+
+/// A label a namespace must carry, written `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabelRequirement {
+    pub key: String,
+    pub value: String,
+}
+
+impl TryFrom<String> for LabelRequirement {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a label requirement (key=value, a Kubernetes label key and value)");
+        let (key, value) = text.split_once('=').ok_or_else(bad)?;
+        let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+        let name_ok = |s: &str, max: usize| {
+            !s.is_empty()
+                && s.len() <= max
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        let value_ok = value.is_empty() || name_ok(value, 63);
+        if !name_ok(name, 63) || prefix.is_some_and(|p| check_dns_subdomain(p).is_err() || p.is_empty()) || !value_ok {
+            return Err(bad());
+        }
+        Ok(LabelRequirement { key: key.to_owned(), value: value.to_owned() })
+    }
+}
+
+impl From<LabelRequirement> for String {
+    fn from(requirement: LabelRequirement) -> String {
+        format!("{}={}", requirement.key, requirement.value)
     }
 }
 
@@ -484,6 +524,13 @@ registry:
   timeout: 3s
 limits: {containers: 10, patchBytes: 65536}
 "#;
+        let gated = Config::from_yaml("socket: {namespaceLabel: example.com/socket=on}\n").unwrap();
+        let label = gated.socket.namespace_label.unwrap();
+        assert_eq!((label.key.as_str(), label.value.as_str()), ("example.com/socket", "on"));
+        for bad in ["novalue", "=x", "a b=c", "-a=b", "x/=y", "k=-v", "Bad_Prefix!/k=v"] {
+            let error = Config::from_yaml(&format!("socket: {{namespaceLabel: \"{bad}\"}}\n")).unwrap_err();
+            assert!(error.starts_with("socket.namespaceLabel"), "{bad}: {error}");
+        }
         let config = Config::from_yaml(text).unwrap();
         assert_eq!(config.limits, LimitsConfig { containers: Count(10), patch_bytes: Count(65536) });
         for zero in ["limits: {containers: 0}\n", "limits: {patchBytes: -1}\n"] {

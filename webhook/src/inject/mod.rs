@@ -16,7 +16,7 @@ pub use patch::{escape_token, PatchOp};
 pub use policy::{check_request, over_limit, NamespaceLabels, RequestFacts, SkipReason};
 pub use status::Status;
 
-use crate::config::{Config, HostFrom, LimitsConfig, SocketMount, ToolsPath};
+use crate::config::{Config, HostFrom, LabelRequirement, LimitsConfig, SocketMount, ToolsPath};
 use patch::PatchBuilder;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -34,6 +34,8 @@ pub struct Settings {
     pub proxy_env_name: String,
     pub transfer_from_dfdaemon: bool,
     pub socket: Option<SocketMount>,
+    /// The namespace label cluster admins set to allow the socket, when the config asks for one.
+    pub socket_namespace_label: Option<LabelRequirement>,
     pub tools_mount_path: String,
     pub tools_path: ToolsPath,
     /// `link` mode: each tool's name and where it is mounted in the target containers.
@@ -77,6 +79,7 @@ impl Settings {
             proxy_env_name: config.proxy.env_name.as_str().to_owned(),
             transfer_from_dfdaemon: config.transfer_from_dfdaemon.0,
             socket,
+            socket_namespace_label: config.socket.namespace_label.clone(),
             tools_mount_path,
             tools_path: config.tools.path,
             tool_links,

@@ -41,6 +41,20 @@ impl Plan {
     }
 }
 
+/// With `socket.namespaceLabel` set, only namespaces that carry it get the socket; the
+/// warning says which label the cluster admins would set.
+fn namespace_allows_socket(context: &PodContext<'_>, settings: &Settings, warnings: &mut Vec<String>) -> bool {
+    let Some(required) = &settings.socket_namespace_label else { return true };
+    if context.namespace_labels.get(&required.key) == Some(required.value.as_str()) {
+        return true;
+    }
+    warnings.push(format!(
+        "namespace {} lacks the label {}={} that allows the dfdaemon socket; the socket is not mounted",
+        context.namespace, required.key, required.value
+    ));
+    false
+}
+
 fn names_at<'a>(pod: &'a Value, pointers: &[&str]) -> Vec<&'a str> {
     pointers
         .iter()
@@ -67,6 +81,7 @@ pub fn plan(
 
     let socket = match &settings.socket {
         Some(_) if overrides.skip_socket => None,
+        Some(_) if !namespace_allows_socket(context, settings, warnings) => None,
         Some(_) if context.namespace_labels.forbids_host_path() => {
             warnings.push(format!(
                 "namespace {} enforces Pod Security {:?}, which forbids hostPath volumes; the dfdaemon socket is not mounted",

@@ -396,3 +396,22 @@ fn names_are_chosen_past_a_long_run_of_taken_ones() {
     let run = inject_in(&pod, &[], &settings_from("socket: {enabled: false}\n"));
     assert_eq!(run.status.tools_volume.as_deref(), Some("dragonfly-tools-20001"));
 }
+
+#[test]
+fn with_a_socket_namespace_label_only_labelled_namespaces_get_the_socket() {
+    let settings = settings_from("socket: {namespaceLabel: dragonfly.io/dfdaemon-socket=allowed}\n");
+    let pod = annotated(json!({"containers": [{"name": "app"}]}));
+    let unlabelled = inject_in(&pod, &[], &settings);
+    assert_eq!(unlabelled.status.socket_volume, None);
+    assert!(!unlabelled.patched.to_string().contains("hostPath"));
+    assert!(unlabelled.warnings.iter().any(|w| w.contains("lacks the label dragonfly.io/dfdaemon-socket=allowed")));
+    // The pod's own annotations cannot grant it: only the namespace's label does.
+    let labelled = inject_in(&pod, &[("dragonfly.io/dfdaemon-socket", "allowed")], &settings);
+    assert_eq!(labelled.status.socket_volume.as_deref(), Some("dragonfly-socket"));
+    let wrong_value = inject_in(&pod, &[("dragonfly.io/dfdaemon-socket", "yes")], &settings);
+    assert_eq!(wrong_value.status.socket_volume, None);
+    // Unknown labels (no cluster access) keep the socket out too.
+    let context = PodContext { namespace: "apps", namespace_labels: NamespaceLabels::Unknown, tools_image: IMAGE };
+    let unknown = evaluate(&pod, &context, &settings);
+    assert!(!unknown.patched.unwrap().to_string().contains("hostPath"));
+}
