@@ -124,3 +124,45 @@ fn bad_input_fails_clearly_and_writes_nothing() {
     assert_eq!(bad_json.status.code(), Some(1));
     assert!(bad_json.stdout.is_empty());
 }
+
+#[test]
+fn hostile_yaml_is_refused_or_read_whole_with_bounded_output() {
+    // The billion laughs in 9 levels: refused, nothing written.
+    let mut bomb = String::from("apiVersion: v1\nkind: Pod\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (level, previous) in
+        ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
+        bomb.push_str(&format!("{level}: &{level} [{}]\n", vec![format!("*{previous}"); 9].join(", ")));
+    }
+    let output = inject(&["-f", "-"], &bomb);
+    assert!(!output.status.success() && output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("excessive aliasing") || stderr.contains("expands to more than"), "{stderr}");
+
+    // A byte order mark no longer hides the first key: the pod is injected.
+    let output = inject(&["-f", "-"], &format!("\u{feff}{}", example()));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let documents = parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    assert!(injected(&documents[0]));
+
+    // 20,000 levels of compact nesting (go-yaml reads up to 10,000): refused at once; 9,000
+    // read, and written back in about the size that came in, not quadratically more.
+    let deep = |levels: usize| {
+        format!("apiVersion: v1\nkind: ConfigMap\ndata:\n  x: y\nnested:\n{}leaf\n", "- ".repeat(levels))
+    };
+    let output = inject(&["-f", "-"], &deep(20_000));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("exceeded max depth of 10000"), "{output:?}");
+    let input = deep(9_000);
+    let output = inject(&["-f", "-"], &input);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.len() < 2 * input.len(), "{} bytes written for {}", output.stdout.len(), input.len());
+    // 9,000 levels of values are dropped and compared recursively: a thread with room for that.
+    let written = String::from_utf8(output.stdout).unwrap();
+    let same = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || parse_documents(&written).unwrap() == parse_documents(&input).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(same, "read back as it came in");
+}

@@ -66,6 +66,14 @@ fn we_read_manifests_as_kubectl_does() {
         "on: 1\nyes: 2\n3: three\nrepeated: 1\nrepeated: 2\n",
         "image: nginx:1.27\nurl: http://$(NODE_NAME):4001\npath: /a:/b\nemoji: \"\u{1f40b}\"\nuni: caf\u{e9}\n",
         "list:\n- a\n- - b\n  - c\n- {k: v}\n- []\n- {}\n",
+        // Odd but legal constructs the hostile-input review found read differently.
+        "\u{feff}kind: Pod\n",
+        "a: 1\n<<: {a: 2, b: 3}\n",
+        "<<: {a: 2, b: 3}\na: 1\n",
+        "m:\n  <<: [{a: 1, b: 1}, {a: 2, c: 2}]\n  c: 3\n",
+        "1.0: a\n1.5: b\n1e3: c\n1e21: d\n1234567.0: e\n0.00001: f\n-0.0: g\n",
+        "b: !!binary aGVsbG8=\nx: !!binary /w==\nt: !foo 12\nu: !!set x\nv: !foo {a: 1}\n",
+        "d: \"x\u{2028}y\"\n",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -83,7 +91,9 @@ fn we_read_manifests_as_kubectl_does() {
 #[test]
 fn what_kubectl_refuses_we_refuse() {
     let texts: Vec<String> =
-        ["a: .inf\n", "a: -.Inf\n", "a: .nan\n", "a: [1, 2\n", "a: *missing\n", "a: b: c\n"].map(String::from).to_vec();
+        ["a: .inf\n", "a: -.Inf\n", "a: .nan\n", "a: [1, 2\n", "a: *missing\n", "a: b: c\n", "n: x\u{85}y\n"]
+            .map(String::from)
+            .to_vec();
     for (text, theirs) in texts.iter().zip(kubectl_reads(&texts)) {
         assert!(theirs.is_err(), "the oracle accepted {text:?}: {theirs:?}");
         assert!(parse_documents(text).is_err(), "we accepted {text:?}");
@@ -96,6 +106,8 @@ fn what_we_write_kubectl_reads_back_unchanged() {
         json!({"metadata": {"annotations": {"a": "yes", "b": "0755", "c": "", "d": "1", "e": "on", "f": "~", "g": "null", "h": "2001-12-14", "i": "01:30", "j": "1e3"}}}),
         json!({"command": ["sh", "-c", "set -e\necho 'hi'\n\n\tindented\n"], "two": "a\nb", "trailing": "a\n\n\n", "lead": "  x\ny"}),
         json!({"spec": {"defaultMode": 493, "cpu": 0.5, "n": -3, "big": 18446744073709551615u64, "f": 1.5e300, "t": true, "z": null, "e": [], "m": {}}}),
+        json!({"k".repeat(1500): {"long": "key"}, "breaks": "x\u{85}y\u{2028}z\u{2029}\u{feff}"}),
+        json!({"deep": (0..60).fold(json!(["leaf", {"k": "v"}]), |inner, _| json!([inner, {"m": "x"}]))}),
         json!([[1, [2, []]], {"a": {"b": {"c": [{"d": "e"}]}}}, "- x", "? y", ": z", "#c", "a #b", "a: b", "[x]", "{y}", "&a", "*b", "!t", "|l", ">f", "%p", "@a", "`b", "'s'", "\"d\""]),
     ];
     // Random strings, keys and nesting: any value we write must read back as itself.

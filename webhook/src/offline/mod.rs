@@ -151,6 +151,9 @@ pub fn inject_text(input: &str, injector: &Injector<'_>) -> anyhow::Result<(Stri
     Ok((render_documents(format, &documents)?, warnings))
 }
 
+/// Reserved, not committed: pages are touched only as deep as a document goes.
+const DEEP_STACK_BYTES: usize = 256 << 20;
+
 pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     let InjectArgs { file, config, namespace_labels } = args;
     let config = match &config {
@@ -167,8 +170,24 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     };
     let labels = namespace_labels.unwrap_or_default();
     let tools_image = config.tools.image.to_string();
-    let injector = Injector { settings: &settings, tools_image: &tools_image, namespace_labels: &labels };
-    let (output, warnings) = inject_text(&input, &injector).with_context(|| format!("cannot inject {file}"))?;
+    // Documents may nest 10,000 deep (as go-yaml allows), and values are cloned, compared and
+    // dropped recursively: the work runs on a thread with room for that, whatever the main
+    // thread's stack limit.
+    let (output, warnings) = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("inject".into())
+            .stack_size(DEEP_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                let injector = Injector { settings: &settings, tools_image: &tools_image, namespace_labels: &labels };
+                let result = inject_text(&input, &injector);
+                drop(input);
+                result
+            })
+            .context("cannot start the injecting thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the injecting thread panicked"))?
+    })
+    .with_context(|| format!("cannot inject {file}"))?;
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
