@@ -5,7 +5,8 @@
 #      (seconds when cached): a clippy failure stops the builds at once;
 #   2. every test binary: unit, in-process HTTP, real TLS, the real binaries, property tests,
 #      the YAML oracle, the real registry, the Helm chart, the end-to-end control plane, the
-#      cross-built copiers under qemu, and the images built with `docker buildx bake`.
+#      cross-built copiers under qemu, and the images built with `docker buildx bake`;
+#   3. each libFuzzer target for 15 s (FUZZ_SECONDS) from its seed corpus (scripts/fuzz.sh).
 # Ends with one line totalling every test binary: "summary: N passed, M failed".
 #
 # One part at a time (the README lists them):
@@ -21,6 +22,7 @@ cd "$repo_root"
 quick_gates() {
   log "gate: cargo fmt --check"
   cargo fmt --all --check
+  cargo fmt --manifest-path fuzz/Cargo.toml --check
   log "gate: shellcheck"
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
   shellcheck -x scripts/*.sh .ci/run
@@ -101,6 +103,8 @@ case "$mode" in
     jobs_wait
     status=0
     run_tests --workspace --all-targets -- "${extra[@]}" || status=$?
+    # Each libFuzzer target briefly from its seed corpus; the long runs are in BENCHMARKS.md.
+    scripts/fuzz.sh "${FUZZ_SECONDS:-15}" || status=$?
     log "whole run: $((SECONDS - started)) s"
     exit "$status"
     ;;
