@@ -68,12 +68,33 @@ async fn idle_tls_and_http1_connections_are_closed() {
     assert!(closed, "an idle TLS connection stays open");
     assert!(started.elapsed() >= SHORT / 2, "closed before the timeout: {:?}", started.elapsed());
 
-    // One request, then keep-alive silence.
+    // One request, then keep-alive silence: closed once idle.
     let mut kept = tls(&running, &pki, &[b"http/1.1"]).await.unwrap();
     kept.write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
     let (answer, closed) = read_until_closed(&mut kept, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(closed, "an idle keep-alive connection stays open");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_that_stops_half_way_is_dropped_but_a_quiet_used_connection_stays() {
+    test_kit::install_crypto();
+    let temp = tempfile::tempdir().unwrap();
+    let pki = Pki::new("ca");
+    let running = start(temp.path(), &pki, |args| args.connections.idle_timeout = Duration::from_secs(60)).await;
+    // A used keep-alive connection outlives the header timeout: only the idle timeout ends it.
+    let mut kept = tls(&running, &pki, &[b"http/1.1"]).await.unwrap();
+    kept.write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
+    let mut status = [0u8; 12];
+    kept.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 400");
+    let (_, closed) = read_until_closed(&mut kept, SHORT * 3).await;
+    assert!(!closed, "a keep-alive connection the client may reuse was closed after the header timeout");
+    // Half a head on that same connection: dropped once the header timeout passes.
+    kept.write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\n").await.unwrap();
+    let (_, closed) = read_until_closed(&mut kept, Duration::from_secs(5)).await;
+    assert!(closed, "a half-sent head kept the connection");
     running.shutdown().await;
 }
 

@@ -38,15 +38,17 @@ pub struct ConnectionArgs {
     /// allows 64).
     #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
-    /// A TLS handshake, and each request's head, must arrive within this; an HTTP/1.1
-    /// connection that sends no further request for this long is closed.
+    /// A TLS handshake, a connection's first request, and each HTTP/1.1 request head from its
+    /// first byte, must arrive within this.
     #[arg(long, env = "DRAGONFLY_INJECTOR_HEADER_READ_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
     /// A request body must arrive whole within this (408 otherwise).
     #[arg(long, env = "DRAGONFLY_INJECTOR_BODY_READ_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "10s")]
     pub body_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed gracefully.
-    #[arg(long, env = "DRAGONFLY_INJECTOR_IDLE_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "30s")]
+    /// A connection that has served requests and has none in flight for this long is closed
+    /// gracefully. Keep it above the API server's own idle timeout (90 s), so the server never
+    /// closes a connection the API server is about to reuse.
+    #[arg(long, env = "DRAGONFLY_INJECTOR_IDLE_TIMEOUT", value_parser = parse_nonzero_duration, default_value = "120s")]
     pub idle_timeout: Duration,
     /// Bytes of request bodies held at once over all connections, reserved by their declared
     /// length; a body beyond them is answered 503.
@@ -60,7 +62,7 @@ impl Default for ConnectionArgs {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: DEFAULT_BODY_TIMEOUT,
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
             max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
         }
     }

@@ -3,11 +3,13 @@
 //!
 //! - at most `max_connections` open; a connection beyond them is closed at once and counted
 //!   (`dragonfly_injector_connections_refused_total`), so a flood costs a socket, not memory;
-//! - a TLS handshake must finish within the header timeout;
-//! - a request's head must arrive within the header timeout, which for HTTP/1.1 also closes a
-//!   keep-alive connection that sends nothing more (hyper starts the timer when it waits);
-//! - a connection with no request in flight for `idle_timeout` is closed gracefully (HTTP/2
-//!   GOAWAY, HTTP/1.1 `Connection: close`);
+//! - a TLS handshake, and a connection's first request, must arrive within the header timeout,
+//!   and so must an HTTP/1.1 request head once its first byte has come;
+//! - a connection that has served requests and has none in flight for `idle_timeout` is closed
+//!   gracefully (HTTP/2 GOAWAY, which tells the client which requests to retry). The default
+//!   idle timeout, 120 s, outlasts the API server's own (90 s), so an HTTP/1.1 keep-alive
+//!   connection is never closed under a request the API server is just sending: Go does not
+//!   retry a POST on a connection the server closed;
 //! - on shutdown, accepting stops, keep-alive clients are told to go away once their in-flight
 //!   request is answered, and open connections get `drain_timeout` to finish.
 //!
@@ -34,21 +36,44 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
-/// A connection's requests in flight and when the last one ended.
+/// A connection's requests: how many so far, how many in flight, when the last one ended, and
+/// when the first byte of a request head that has not been answered yet arrived.
 struct Activity {
     started: Instant,
+    requests: AtomicUsize,
     in_flight: AtomicUsize,
     last_millis: AtomicU64,
+    /// Milliseconds since `started`, plus one; 0 when no head is pending.
+    head_since: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Self {
-        Activity { started: Instant::now(), in_flight: AtomicUsize::new(0), last_millis: AtomicU64::new(0) }
+        Activity {
+            started: Instant::now(),
+            requests: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_millis: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+        }
+    }
+
+    fn now_millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.head_since.store(0, Ordering::SeqCst);
         InFlight(self.clone())
+    }
+
+    /// Bytes arrived; with no request in flight they start the next request's head.
+    fn read(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0 && self.head_since.load(Ordering::SeqCst) == 0 {
+            self.head_since.store(self.now_millis() + 1, Ordering::SeqCst);
+        }
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -57,6 +82,86 @@ impl Activity {
         }
         let last = Duration::from_millis(self.last_millis.load(Ordering::SeqCst));
         Some(self.started.elapsed().saturating_sub(last))
+    }
+
+    /// How long a request head has been arriving without being complete.
+    fn head_pending_for(&self) -> Option<Duration> {
+        match self.head_since.load(Ordering::SeqCst) {
+            0 => None,
+            since => Some(Duration::from_millis(self.now_millis().saturating_sub(since - 1))),
+        }
+    }
+
+    /// Why the connection should be closed now, if it should.
+    fn overdue(&self, limits: &ConnectionLimits, http2: bool) -> Option<&'static str> {
+        if self.requests.load(Ordering::SeqCst) == 0 && self.started.elapsed() >= limits.header_timeout {
+            return Some("no request within the header timeout");
+        }
+        // HTTP/2 sends frames (pings, settings) between requests: only HTTP/1.1 bytes are a head.
+        if !http2 && self.head_pending_for().is_some_and(|pending| pending >= limits.header_timeout) {
+            return Some("request head not complete within the header timeout");
+        }
+        if self.requests.load(Ordering::SeqCst) > 0 && self.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
+            return Some("idle");
+        }
+        None
+    }
+}
+
+/// The connection's stream, telling [`Activity`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -70,9 +175,12 @@ impl Drop for InFlight {
     }
 }
 
-fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // hyper's own head timeout also runs while a keep-alive connection waits for its next
+    // request, which would close it long before the API server stops reusing it; `drive` times
+    // heads from their first byte instead.
+    builder.http1().keep_alive(true).timer(TokioTimer::new()).header_read_timeout(None);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
     builder
 }
@@ -88,7 +196,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
 ) {
-    let builder = connection_builder(&limits);
+    let builder = connection_builder();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (tcp, peer) = tokio::select! {
@@ -114,9 +222,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
-                None => drive(builder, tcp, app, stop, limits, peer).await,
+                None => drive(builder, tcp, false, app, stop, limits, peer).await,
                 Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => drive(builder, stream, app, stop, limits, peer).await,
+                    Ok(Ok(stream)) => {
+                        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        drive(builder, stream, http2, app, stop, limits, peer).await
+                    }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -133,9 +244,11 @@ pub async fn serve(
 }
 
 /// Runs one connection to its end: closed by the peer, idle too long, or told to stop.
+#[allow(clippy::too_many_arguments)] // one connection's whole context, passed once
 async fn drive<S>(
     builder: auto::Builder<TokioExecutor>,
     stream: S,
+    http2: bool,
     app: Router,
     mut stop: watch::Receiver<bool>,
     limits: ConnectionLimits,
@@ -154,9 +267,11 @@ async fn drive<S>(
             response
         }
     });
+    let stream = Watched { inner: stream, activity: activity.clone() };
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let mut tick = tokio::time::interval((limits.idle_timeout / 4).max(Duration::from_millis(10)));
+    let every = limits.header_timeout.min(limits.idle_timeout) / 4;
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -171,10 +286,18 @@ async fn drive<S>(
                 closing = true;
             }
             _ = tick.tick(), if !closing => {
-                if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
-                    tracing::debug!(%peer, "connection idle; closing it");
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
+                match activity.overdue(&limits, http2) {
+                    Some("idle") => {
+                        tracing::debug!(%peer, "connection idle; closing it");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    // A head that does not arrive: nothing to answer, so no graceful goodbye.
+                    Some(why) => {
+                        tracing::debug!(%peer, why, "closing the connection");
+                        return;
+                    }
+                    None => {}
                 }
             }
         }
