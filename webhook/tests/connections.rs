@@ -22,7 +22,11 @@ async fn start(dir: &std::path::Path, pki: &Pki, adjust: impl FnOnce(&mut ServeA
     args.connections.body_read_timeout = SHORT;
     args.connections.idle_timeout = SHORT;
     adjust(&mut args);
-    server::start(args).await.unwrap()
+    let running = server::start(args).await.unwrap();
+    // The certificate loads in the background: no handshake succeeds before it has.
+    let admin = running.admin_addr;
+    test_kit::eventually(10, "ready", || test_kit::ready(admin)).await;
+    running
 }
 
 async fn tls(running: &Running, pki: &Pki, alpn: &[&[u8]]) -> std::io::Result<TlsStream<TcpStream>> {
