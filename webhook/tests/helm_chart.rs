@@ -502,13 +502,105 @@ fn it_installs_as_a_dependency_of_another_chart() {
         ),
     )
     .unwrap();
-    std::fs::write(parent.join("values.yaml"), "dragonfly-injector:\n  enabled: true\n  proxy:\n    port: 65001\n")
-        .unwrap();
+    // Dragonfly's settings reach the subchart through the documented global, as a parent that
+    // keeps them under its client.config would set it.
+    std::fs::write(
+        parent.join("values.yaml"),
+        "global:\n  dragonfly: {proxyPort: 65001, socketPath: /run/dragonfly/dfdaemon.sock}\ndragonfly-injector:\n  enabled: true\n",
+    )
+    .unwrap();
     let build = helm_run(&["dependency", "build", parent.to_str().unwrap()]);
     assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
     let output = helm_run(&["template", "stack", parent.to_str().unwrap(), "--namespace", "dragonfly-system"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let documents = parse_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
     assert_eq!(one(&documents, "Deployment")["metadata"]["name"], "stack-dragonfly-injector");
-    assert_eq!(config_of(&documents).proxy.port.0, 65001, "values pass through the parent");
+    let config = config_of(&documents);
+    assert_eq!(config.proxy.port.0, 65001, "the global proxy port reaches the subchart");
+    assert_eq!(config.socket.path.as_str(), "/run/dragonfly/dfdaemon.sock");
+}
+
+#[test]
+fn names_registries_and_extra_pod_settings_follow_the_values() {
+    let documents = render(&[
+        "--set",
+        "fullnameOverride=dfi",
+        "--set",
+        "global.imageRegistry=mirror.local:5000",
+        "--set",
+        "global.imagePullSecrets[0].name=mirror-pull",
+        "--set",
+        "imagePullSecrets[0].name=own-pull",
+        "--set",
+        "hostNetwork=true",
+        "--set",
+        "extraArgs={--max-connections=512,--idle-timeout=300s}",
+        "--set",
+        "extraVolumes[0].name=extra",
+        "--set",
+        "extraVolumes[0].emptyDir.medium=Memory",
+        "--set",
+        "extraVolumeMounts[0].name=extra",
+        "--set",
+        "extraVolumeMounts[0].mountPath=/extra",
+    ]);
+    let deployment = one(&documents, "Deployment");
+    assert_eq!(deployment["metadata"]["name"], "dfi");
+    assert!(documents.iter().all(|d| d["metadata"]["name"].as_str().is_none_or(|n| n.starts_with("dfi"))));
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], "mirror.local:5000/dragonflyoss/dragonfly-injector:v0.1.0");
+    assert_eq!(
+        config_of(&documents).tools.image.as_str(),
+        "mirror.local:5000/dragonflyoss/dragonfly-injector-tools:v0.1.0",
+        "the injected tools image comes from the mirror too"
+    );
+    assert_eq!(pod["imagePullSecrets"], serde_json::json!([{"name": "mirror-pull"}, {"name": "own-pull"}]));
+    assert_eq!(
+        (pod["hostNetwork"].as_bool(), pod["dnsPolicy"].as_str()),
+        (Some(true), Some("ClusterFirstWithHostNet"))
+    );
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.ends_with(&["--max-connections=512", "--idle-timeout=300s"]), "{args:?}");
+    assert!(pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "extra" && v["emptyDir"]["medium"] == "Memory"));
+    assert!(container["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/extra"));
+    let test = template(&[
+        "--show-only",
+        "templates/tests/test-injection.yaml",
+        "--set",
+        "global.imageRegistry=mirror.local:5000",
+    ]);
+    let test = &parse_documents(&String::from_utf8(test.stdout).unwrap()).unwrap()[0];
+    assert_eq!(test["spec"]["containers"][0]["image"], "mirror.local:5000/library/busybox:1.37");
+}
+
+#[test]
+fn the_disruption_budget_exists_only_where_it_cannot_block_a_drain() {
+    assert_eq!(all(&render(&[]), "PodDisruptionBudget").len(), 1, "two replicas by default");
+    assert!(all(&render(&["--set", "replicaCount=1"]), "PodDisruptionBudget").is_empty());
+}
+
+#[test]
+fn an_optional_network_policy_limits_who_connects_to_each_port() {
+    assert!(all(&render(&[]), "NetworkPolicy").is_empty(), "off by default");
+    let documents = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.name=monitoring",
+    ]);
+    let policy = one(&documents, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        one(&documents, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules[0]["ports"][0]["port"], 9443);
+    assert!(rules[0].get("from").is_none(), "the API server may come from anywhere");
+    assert_eq!(rules[1]["ports"][0]["port"], 9090);
+    assert_eq!(rules[1]["from"][0]["namespaceSelector"]["matchLabels"]["name"], "monitoring");
 }

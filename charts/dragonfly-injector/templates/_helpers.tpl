@@ -1,14 +1,24 @@
-{{/* The release's full name, at most 63 characters. */}}
+{{/* The chart's name, or nameOverride. */}}
+{{- define "dragonfly-injector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's full name, at most 63 characters; fullnameOverride wins. */}}
 {{- define "dragonfly-injector.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "dragonfly-injector.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "dragonfly-injector.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "dragonfly-injector.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
@@ -28,14 +38,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* repository:tag[@digest], the tag defaulting to the chart's appVersion. */}}
+{{/* repository:tag[@digest], the tag defaulting to the chart's appVersion. With
+global.imageRegistry, the repository's own registry (a first part with a dot, a colon, or
+"localhost") is replaced by it. */}}
 {{- define "dragonfly-injector.imageRef" -}}
 {{- $tag := default (printf "v%s" .root.Chart.AppVersion) .image.tag -}}
+{{- $repository := include "dragonfly-injector.inRegistry" (dict "root" .root "repository" .image.repository) -}}
 {{- if .image.digest -}}
-{{- printf "%s:%s@%s" .image.repository $tag .image.digest -}}
+{{- printf "%s:%s@%s" $repository $tag .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .image.repository $tag -}}
+{{- printf "%s:%s" $repository $tag -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "dragonfly-injector.inRegistry" -}}
+{{- $registry := ((.root.Values.global).imageRegistry) -}}
+{{- if $registry -}}
+{{- $parts := splitList "/" .repository -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq "localhost" $first)) -}}
+{{- $parts = rest $parts -}}
+{{- end -}}
+{{- printf "%s/%s" (trimSuffix "/" $registry) (join "/" $parts) -}}
+{{- else -}}
+{{- .repository -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The proxy port and socket path: Dragonfly's chart's, from global.dragonfly, when this chart
+is its subchart; this chart's values otherwise. */}}
+{{- define "dragonfly-injector.proxyPort" -}}
+{{- default .Values.proxy.port (((.Values.global).dragonfly).proxyPort) -}}
+{{- end -}}
+
+{{- define "dragonfly-injector.socketPath" -}}
+{{- default .Values.socket.path (((.Values.global).dragonfly).socketPath) -}}
 {{- end -}}
 
 {{- define "dragonfly-injector.tlsSecretName" -}}
@@ -76,12 +113,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if .Values.registry.caBundle -}}
 {{- $_ := set $registry "caBundle" "/etc/dragonfly-injector/config/registry-ca.pem" -}}
 {{- end -}}
-{{- $socket := dict "enabled" .Values.socket.enabled "path" .Values.socket.path -}}
+{{- $socket := dict "enabled" .Values.socket.enabled "path" (include "dragonfly-injector.socketPath" .) -}}
 {{- with .Values.socket.namespaceLabel -}}
 {{- $_ := set $socket "namespaceLabel" . -}}
 {{- end -}}
 {{- $config := dict
-  "proxy" (dict "port" .Values.proxy.port "hostFrom" .Values.proxy.hostFrom "envName" .Values.proxy.envName)
+  "proxy" (dict "port" (int (include "dragonfly-injector.proxyPort" .)) "hostFrom" .Values.proxy.hostFrom "envName" .Values.proxy.envName)
   "socket" $socket
   "tools" $tools
   "transferFromDfdaemon" .Values.transferFromDfdaemon
