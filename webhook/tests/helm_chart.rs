@@ -487,6 +487,23 @@ fn the_helm_test_pod_asks_for_injection_outside_the_release_namespace() {
     assert_eq!(pod["metadata"]["namespace"], "default");
     let script = pod["spec"]["containers"][0]["command"][2].as_str().unwrap();
     assert!(script.contains("$DRAGONFLY_INJECT_PROXY") && script.contains("/dragonfly/bin/dfget"), "{script}");
+    assert!(script.contains("FAIL: ") && script.contains("ok: the pod was injected"), "says what it found: {script}");
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert!(pod["spec"]["containers"][0]["resources"]["limits"]["memory"].is_string());
+}
+
+#[test]
+fn artifact_hub_lists_the_images_the_chart_deploys() {
+    let chart: Value = serde_json::to_value(
+        parse_documents(&std::fs::read_to_string(format!("{}/Chart.yaml", chart())).unwrap()).unwrap().remove(0),
+    )
+    .unwrap();
+    let images = parse_documents(chart["annotations"]["artifacthub.io/images"].as_str().unwrap()).unwrap().remove(0);
+    let listed: Vec<&str> = images.as_array().unwrap().iter().map(|i| i["image"].as_str().unwrap()).collect();
+    let documents = render(&[]);
+    let webhook = one(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap();
+    assert_eq!(listed, [webhook, config_of(&documents).tools.image.as_str()]);
+    assert!(chart["annotations"]["artifacthub.io/changes"].as_str().unwrap().contains("kind: added"));
 }
 
 #[test]
