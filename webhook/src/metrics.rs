@@ -54,8 +54,7 @@ pub struct Metrics {
     pub tools_image_missing_platforms: Family<PlatformLabels, Gauge>,
     pub tools_image_resolution_failures: Family<ReasonLabels, Counter>,
     /// Unix time of the last successful resolution; 0 before the first.
-    pub tools_image_resolved_at: std::sync::atomic::AtomicU64,
-    tools_image_seconds_since: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub tools_image_resolved_at: Gauge,
     pub tools_image_unpinned_injections: Counter,
     pub tools_image_missing_node_platforms: Family<PlatformLabels, Gauge>,
     pub connections_refused: Counter,
@@ -106,11 +105,11 @@ impl Default for Metrics {
             "Failed resolutions of the tools image tag, by reason",
             tools_image_resolution_failures.clone(),
         );
-        let tools_image_seconds_since = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let tools_image_resolved_at = Gauge::default();
         registry.register(
-            "tools_image_seconds_since_resolution",
-            "Seconds since the tools image was last resolved (-1: never)",
-            tools_image_seconds_since.clone(),
+            "tools_image_last_resolution_timestamp_seconds",
+            "Unix time of the last successful resolution of the tools image (0: never); alert on time() minus it",
+            tools_image_resolved_at.clone(),
         );
         let tools_image_unpinned_injections = Counter::default();
         registry.register(
@@ -144,8 +143,7 @@ impl Default for Metrics {
             tools_image,
             tools_image_missing_platforms,
             tools_image_resolution_failures,
-            tools_image_resolved_at: std::sync::atomic::AtomicU64::new(0),
-            tools_image_seconds_since,
+            tools_image_resolved_at,
             tools_image_unpinned_injections,
             tools_image_missing_node_platforms,
             connections_refused,
@@ -154,19 +152,48 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// OpenMetrics text, for scrapers that ask for it.
     pub fn encode(&self) -> String {
-        let resolved_at = self.tools_image_resolved_at.load(std::sync::atomic::Ordering::Relaxed);
-        let since = match resolved_at {
-            0 => -1.0,
-            at => {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
-                    - at as f64
-            }
-        };
-        self.tools_image_seconds_since.set(since);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+
+    /// The Prometheus text format (0.0.4), what a plain scrape and `promtool check metrics`
+    /// expect: a counter's HELP and TYPE name its `_total` samples, and there is no `# EOF`.
+    pub fn encode_prometheus(&self) -> String {
+        let open_metrics = self.encode();
+        let counters: BTreeSet<&str> =
+            open_metrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+        let mut text = String::with_capacity(open_metrics.len());
+        for line in open_metrics.lines() {
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+                let rest = line.strip_prefix(prefix)?;
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+            });
+            match renamed {
+                Some(line) => text.push_str(line.trim_end()),
+                None if line == "# EOF" || line.starts_with("# UNIT ") => continue,
+                None => text.push_str(line),
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Creates the series of every known label value at zero, so that `rate()` and `absent()`
+    /// alerts have something to work on before the first event.
+    pub fn register_known(&self, requests: &[(&'static str, &'static str)], resolution_failures: &[&'static str]) {
+        for &(outcome, reason) in requests {
+            let _ = self.requests.get_or_create(&RequestLabels { outcome, reason });
+        }
+        for &reason in resolution_failures {
+            let _ = self.tools_image_resolution_failures.get_or_create(&ReasonLabels { reason });
+        }
+        for result in ["success", "failure"] {
+            let _ = self.certificate_reloads.get_or_create(&ResultLabels { result });
+        }
     }
 
     /// Exports `digest` as the current one for `image`, dropping the previous series.

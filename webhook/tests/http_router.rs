@@ -191,6 +191,39 @@ async fn with_every_review_slot_and_queue_place_taken_requests_get_503_at_once()
 }
 
 #[tokio::test]
+async fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
+    let state = state();
+    mutate(&state, &review_for(&fixture("pod-annotated.json"), "apps", "a")).await;
+    let scrape = |accept: Option<&'static str>| {
+        let state = state.clone();
+        async move {
+            let mut request = Request::get("/metrics");
+            if let Some(accept) = accept {
+                request = request.header("accept", accept);
+            }
+            let response = admin::router(state).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+            let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+            (
+                content_type,
+                String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap(),
+            )
+        }
+    };
+    let (content_type, plain) = scrape(None).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!plain.contains("# EOF"));
+    assert!(plain.contains("# TYPE dragonfly_injector_admission_requests_total counter\n"), "{plain}");
+    assert!(plain.contains(r#"dragonfly_injector_admission_requests_total{outcome="injected",reason=""} 1"#));
+    for line in plain.lines().filter(|l| l.starts_with("# TYPE ") && l.ends_with(" counter")) {
+        assert!(line.contains("_total "), "a counter's TYPE names its samples: {line}");
+    }
+    let (content_type, open) =
+        scrape(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).await;
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(open.ends_with("# EOF\n") && open.contains("# TYPE dragonfly_injector_admission_requests counter"));
+}
+
+#[tokio::test]
 async fn readiness_names_what_is_missing_and_metrics_count_outcomes() {
     let state = state();
     let (status, body) = call(admin::router(state.clone()), "GET", "/readyz", vec![]).await;

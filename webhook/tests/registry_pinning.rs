@@ -196,9 +196,11 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
         text.contains(r#"dragonfly_injector_tools_image_resolution_failures_total{reason="unreachable"} 1"#),
         "{text}"
     );
-    let since =
-        text.lines().find(|l| l.starts_with("dragonfly_injector_tools_image_seconds_since_resolution ")).unwrap();
-    assert!(since.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 0.0, "{since}");
+    let at = text
+        .lines()
+        .find(|l| l.starts_with("dragonfly_injector_tools_image_last_resolution_timestamp_seconds "))
+        .unwrap();
+    assert!(at.rsplit(' ').next().unwrap().parse::<i64>().unwrap() > 1_700_000_000, "the last success stays: {at}");
 }
 
 #[tokio::test]
@@ -445,7 +447,12 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
     .await;
     let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
     assert!(metrics.contains(&format!("digest=\"{digest}\"}} 1")), "{metrics}");
-    assert!(!metrics.contains("resolution_failures_total{"), "no registry call was made: {metrics}");
+    let failures =
+        metrics.lines().filter(|l| l.starts_with("dragonfly_injector_tools_image_resolution_failures_total{"));
+    assert!(
+        failures.clone().count() > 0 && failures.clone().all(|l| l.ends_with(" 0")),
+        "no registry call was made: {metrics}"
+    );
     running.shutdown().await;
 }
 

@@ -88,6 +88,16 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
     assert_eq!(warning.expect("said once at start-up")["level"], "WARN");
     let admin = server.admin;
     eventually(20, "ready", || ready(admin)).await;
+    // Every known series exists from the start, at zero, for rate() and absent() alerts.
+    let metrics = String::from_utf8(get(admin, "/metrics").await.unwrap().body).unwrap();
+    for series in [
+        r#"dragonfly_injector_admission_requests_total{outcome="skipped",reason="over_limit"} 0"#,
+        r#"dragonfly_injector_admission_requests_total{outcome="error",reason="overloaded"} 0"#,
+        r#"dragonfly_injector_tools_image_resolution_failures_total{reason="timeout"} 0"#,
+        r#"dragonfly_injector_tls_certificate_reloads_total{result="failure"} 0"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series}");
+    }
 
     let mut connection = Connection::open(server.webhook, client_config(&pki.ca_pem)).await.unwrap();
     let mut pod = fixture("pod-from-replicaset.json");
@@ -104,6 +114,9 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
     assert_eq!(span["namespace"], "web");
     assert_eq!(span["pod"], "web-7d4b9c8f6-");
     assert_eq!(span["decision"], "injected");
+    // And at the top level of the line, where log pipelines index fields.
+    assert_eq!((line["uid"].as_str(), line["namespace"].as_str()), (Some("uid-42"), Some("web")));
+    assert_eq!((line["pod"].as_str(), line["decision"].as_str()), (Some("web-7d4b9c8f6-"), Some("injected")));
     assert_eq!(line["injected"], "proxy,socket,tools");
     assert_eq!(line["containers"], "web");
     assert!(line["warnings"].as_str().unwrap().contains("dragonfly.io/proxy-port"));

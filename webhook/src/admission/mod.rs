@@ -29,6 +29,9 @@ pub enum ReviewError {
 }
 
 impl ReviewError {
+    pub const LABELS: [&'static str; 5] =
+        ["not_json", "not_admission_review", "unsupported_version", "missing_request", "missing_uid"];
+
     /// Low-cardinality label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -187,6 +190,7 @@ mod tests {
         for (body, label) in cases {
             let error = review(body, &settings(), &tag(), &no_cluster).err().expect("refused");
             assert_eq!(error.label(), label, "{error}");
+            assert!(ReviewError::LABELS.contains(&label));
             assert!(!error.to_string().contains('\n'));
         }
     }

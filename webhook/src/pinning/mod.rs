@@ -130,7 +130,7 @@ impl Pinner {
 
     fn apply(&self, resolved: &Resolved, previous: Option<&Resolved>) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.metrics.tools_image_resolved_at.store(now, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.tools_image_resolved_at.set(i64::try_from(now).unwrap_or(i64::MAX));
         if previous.is_some_and(|p| p.digest == resolved.digest) {
             return;
         }

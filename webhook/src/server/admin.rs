@@ -2,7 +2,7 @@
 
 use crate::server::state::WebhookState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -25,8 +25,15 @@ async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
+/// OpenMetrics when the scraper asks for it (Prometheus does), the Prometheus text format
+/// otherwise (curl, promtool, older agents).
+async fn metrics(State(state): State<Arc<WebhookState>>, headers: HeaderMap) -> impl IntoResponse {
     // Derived at scrape time, the only time anyone reads it.
     state.metrics.ready.set(i64::from(state.not_ready().is_empty()));
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode_prometheus())
+    }
 }

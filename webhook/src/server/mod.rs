@@ -59,6 +59,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let namespaces = client.clone().map(NamespaceCache::start);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::default());
+    metrics.register_known(&webhook::request_labels(), &pinning::resolver::ResolveError::LABELS);
     let certificate = Arc::new(CertResolver::default());
     let (tools_image, pin_task) =
         pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))

@@ -15,6 +15,18 @@ use std::time::Instant;
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tracing::field::Empty;
 
+/// The `error` reasons the HTTP edge itself counts, besides [`admission::ReviewError::LABELS`].
+pub const EDGE_ERROR_LABELS: [&str; 6] =
+    ["panic", "no_tools_image", "overloaded", "too_large", "body_timeout", "body_read"];
+
+/// Every (outcome, reason) pair of `admission_requests_total`.
+pub fn request_labels() -> Vec<(&'static str, &'static str)> {
+    let mut labels = vec![("injected", ""), ("unchanged", "")];
+    labels.extend(crate::inject::SkipReason::ALL.iter().map(|reason| ("skipped", reason.as_str())));
+    labels.extend(admission::ReviewError::LABELS.iter().chain(&EDGE_ERROR_LABELS).map(|label| ("error", *label)));
+    labels
+}
+
 /// Bodies above axum's 2 MB default exist: an UPDATE review carries the object twice, and
 /// etcd allows 1.5 MiB objects.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -162,7 +174,13 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
                 Outcome::Injected(status) => (status.parts(), status.containers.join(",")),
                 _ => (String::new(), String::new()),
             };
+            // The request's fields again on the event, so each JSON line holds them at the top
+            // level (the span's copy is nested under "span").
             tracing::info!(
+                uid = summary.uid.as_str(),
+                namespace = summary.namespace.as_str(),
+                pod = summary.pod.as_str(),
+                decision = summary.outcome.label(),
                 reason = summary.outcome.reason(),
                 injected = parts,
                 containers,
