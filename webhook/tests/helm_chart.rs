@@ -621,3 +621,88 @@ fn an_optional_network_policy_limits_who_connects_to_each_port() {
     assert_eq!(rules[1]["ports"][0]["port"], 9090);
     assert_eq!(rules[1]["from"][0]["namespaceSelector"]["matchLabels"]["name"], "monitoring");
 }
+
+/// The chart's values in file order, each with its `# --` description: what the chart README
+/// lists. A key whose value is a mapping is listed itself when described (its children are then
+/// part of its default), through its children otherwise.
+fn values_rows() -> (String, Vec<String>) {
+    let text = std::fs::read_to_string(format!("{}/values.yaml", chart())).unwrap();
+    let values = parse_documents(&text).unwrap().remove(0);
+    let mut rows = String::new();
+    let mut undocumented = Vec::new();
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut description: Option<String> = None;
+    let mut listed: Vec<Vec<String>> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some(rest) = trimmed.strip_prefix("# --") {
+            description = Some(rest.trim().to_owned());
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('#') {
+            if let Some(text) = description.as_mut().filter(|_| indent > 0 || !rest.is_empty()) {
+                text.push(' ');
+                text.push_str(rest.trim());
+            }
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once(':') else { continue };
+        if key.is_empty() || key.starts_with('-') || key.contains([' ', '{', '[', '"']) {
+            continue;
+        }
+        while stack.last().is_some_and(|(depth, _)| *depth >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_owned()));
+        let path: Vec<String> = stack.iter().map(|(_, k)| k.clone()).collect();
+        let described = description.take();
+        if listed.iter().any(|parent| path.starts_with(parent)) {
+            continue;
+        }
+        let value = path.iter().fold(&values, |v, k| &v[k.as_str()]);
+        if value.as_object().is_some_and(|m| !m.is_empty()) && described.is_none() {
+            continue;
+        }
+        let kind = match value {
+            Value::Null => "string",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "int",
+            Value::String(_) => "string",
+            Value::Array(_) => "list",
+            Value::Object(_) => "object",
+        };
+        let name = path.join(".");
+        if described.is_none() {
+            undocumented.push(name.clone());
+        }
+        let about = described.unwrap_or_default().replace('|', "\\|");
+        rows.push_str(&format!("| `{name}` | {kind} | `{}` | {about} |\n", serde_json::to_string(value).unwrap()));
+        listed.push(path);
+    }
+    (rows, undocumented)
+}
+
+#[test]
+fn the_chart_readme_lists_every_value_with_its_description() {
+    let (rows, undocumented) = values_rows();
+    assert!(undocumented.is_empty(), "values without a `# --` description in values.yaml: {undocumented:?}");
+    let readme = format!(
+        "# dragonfly-injector chart\n\n\
+         Injects Dragonfly's P2P proxy, the dfdaemon socket and dfget into Kubernetes pods. The\n\
+         project's [README](../../README.md) explains installing, opting in and what is injected.\n\n\
+         <!-- Generated from values.yaml by `UPDATE_CHART_README=1 cargo test --test helm_chart`;\n\
+         a test fails while this file and values.yaml disagree. -->\n\n\
+         ## Values\n\n\
+         | key | type | default | description |\n|---|---|---|---|\n{rows}"
+    );
+    let path = format!("{}/README.md", chart());
+    if std::env::var_os("UPDATE_CHART_README").is_some() {
+        std::fs::write(&path, &readme).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == readme,
+        "charts/dragonfly-injector/README.md is not what values.yaml says; run UPDATE_CHART_README=1 cargo test --test helm_chart"
+    );
+}
