@@ -15,10 +15,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    #[arg(long, global = true, env = "DRAGONFLY_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    #[arg(long, global = true, help_heading = "Global options", env = "DRAGONFLY_INJECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `info,dragonfly_injector=debug`; RUST_LOG wins if set.
-    #[arg(long, global = true, env = "DRAGONFLY_INJECTOR_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "DRAGONFLY_INJECTOR_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
 }
 

@@ -166,3 +166,77 @@ fn hostile_yaml_is_refused_or_read_whole_with_bounded_output() {
         .unwrap();
     assert!(same, "read back as it came in");
 }
+
+#[test]
+fn files_and_directories_go_in_together_and_every_resource_is_reported() {
+    let temp = tempfile::tempdir().unwrap();
+    let tree = temp.path().join("manifests");
+    std::fs::create_dir_all(tree.join("nested")).unwrap();
+    let annotated = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    metadata:\n      annotations: {dragonfly.io/inject-p2p: \"true\"}\n    spec:\n      containers: [{name: app, image: nginx}]\n";
+    std::fs::write(tree.join("a-web.yaml"), annotated).unwrap();
+    std::fs::write(
+        tree.join("nested/b-plain.json"),
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "plain"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}"#,
+    )
+    .unwrap();
+    std::fs::write(tree.join("notes.txt"), "not a manifest").unwrap();
+    let system = "apiVersion: v1\nkind: Pod\nmetadata: {name: sys, namespace: kube-system, annotations: {dragonfly.io/inject-p2p: \"true\"}}\nspec:\n  containers: [{name: c, image: x}]\n---\njust: a value\n";
+    let output = inject(&["-f", tree.to_str().unwrap(), "-f", "-", "-o", "json"], system);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Four documents, as JSON, in order: the directory's files by name, then standard input.
+    let documents: Vec<Value> =
+        serde_json::Deserializer::from_slice(&output.stdout).into_iter::<Value>().map(Result::unwrap).collect();
+    let names: Vec<&str> = documents.iter().map(|d| d["metadata"]["name"].as_str().unwrap_or("-")).collect();
+    assert_eq!(names, ["web", "plain", "sys", "-"]);
+    assert!(injected(&documents[0]["spec"]["template"]));
+    let report = String::from_utf8(output.stderr).unwrap();
+    for line in [
+        "injected   Deployment/web (proxy,socket,tools; containers app)",
+        "skipped    Deployment/plain: not_opted_in",
+        "skipped    Pod/sys: excluded_namespace",
+        "skipped    standard input, document 2: not a Kubernetes object (no kind)",
+        "warning: the tools image docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0 is written by tag",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in\n{report}");
+    }
+    let quiet = inject(&["-f", tree.to_str().unwrap(), "--quiet"], "");
+    assert!(!String::from_utf8(quiet.stderr).unwrap().contains("injected   "), "--quiet leaves the report out");
+    let help = Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(["inject", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Examples:") && help.contains("Global options:"), "{help}");
+}
+
+#[tokio::test]
+async fn pin_writes_the_digest_the_tag_points_at_or_says_why_not() {
+    use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
+    test_kit::install_crypto();
+    let registry = Registry::start(RegistryOptions::default());
+    let spec = IndexSpec {
+        repository: "dragonfly/tools",
+        tag: "v1",
+        platforms: &["linux/amd64", "linux/arm64"],
+        attestation: false,
+        salt: "cli",
+    };
+    let digest =
+        push_index(&pushing_client(None), &oci_client::secrets::RegistryAuth::Anonymous, &registry.host, spec).await;
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("injector.yaml");
+    let image = format!("{}/dragonfly/tools:v1", registry.host);
+    std::fs::write(
+        &config,
+        format!("tools: {{image: \"{image}\"}}\nregistry: {{plainHttp: [\"{}\"]}}\n", registry.host),
+    )
+    .unwrap();
+    let pinned = inject(&["-f", "-", "--pin", "--config", config.to_str().unwrap()], &example());
+    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+    let text = String::from_utf8(pinned.stdout).unwrap();
+    assert!(text.contains(&format!("{image}@{digest}")), "{text}\n{}", String::from_utf8_lossy(&pinned.stderr));
+    let unreachable = "tools: {image: \"127.0.0.1:9/t:v1\"}\nregistry: {plainHttp: [\"127.0.0.1:9\"], timeout: 1s}\n";
+    std::fs::write(&config, unreachable).unwrap();
+    let output = inject(&["-f", "-", "--pin", "--config", config.to_str().unwrap()], &example());
+    assert!(output.status.success());
+    assert!(String::from_utf8(output.stderr).unwrap().contains("warning: could not pin 127.0.0.1:9/t:v1"));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("127.0.0.1:9/t:v1") && !text.contains("127.0.0.1:9/t:v1@"), "the tag, unpinned: {text}");
+}

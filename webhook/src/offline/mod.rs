@@ -7,25 +7,48 @@
 pub mod yaml;
 
 use crate::config::Config;
-use crate::inject::{self, NamespaceLabels, PodContext, Settings};
+use crate::image::ImageParts;
+use crate::inject::{self, NamespaceLabels, Outcome, PodContext, Settings};
+use crate::pinning::resolver::Resolver;
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "Examples:
+  dragonfly-injector inject -f deployment.yaml
+  dragonfly-injector inject -f manifests/ -f extra.json -o json > injected.json
+  kustomize build overlays/prod | dragonfly-injector inject -f - --pin
+  dragonfly-injector inject -f app.yaml --namespace-labels dragonfly.io/inject-p2p=enabled
+
+Standard error gets one line per resource (injected, unchanged or skipped, and why) and the
+warnings; --quiet keeps only the warnings.";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct InjectArgs {
-    /// The manifest file, or `-` for standard input.
-    #[arg(short = 'f', long = "filename")]
-    pub file: String,
+    /// A manifest file, a directory (its .yaml, .yml and .json files, recursively, in name
+    /// order), or `-` for standard input; repeat for more.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// The output format (default: the input's; yaml for several inputs).
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<Format>,
     /// The config file (YAML); the embedded defaults without it.
     #[arg(long, env = "DRAGONFLY_INJECTOR_CONFIG")]
     pub config: Option<PathBuf>,
     /// Labels of the target namespace, `k=v,k2=v2`: namespace opt-in and Pod Security level.
     #[arg(long, value_parser = parse_labels)]
     pub namespace_labels: Option<BTreeMap<String, String>>,
+    /// Resolve the tools image's tag to its index digest first, as `serve` pins it (with the
+    /// config's registry settings); without it the output names the tag.
+    #[arg(long)]
+    pub pin: bool,
+    /// Only warnings on standard error, not the line per resource.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
@@ -58,24 +81,40 @@ pub struct Injector<'a> {
     pub namespace_labels: &'a BTreeMap<String, String>,
 }
 
+/// What became of each resource, and the warnings, for standard error.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub resources: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 impl Injector<'_> {
-    /// Injects one object in place (recursing into `List` kinds); returns warnings for the user.
-    pub fn inject_object(&self, object: &mut Value, warnings: &mut Vec<String>) {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+    /// Injects one object in place (recursing into `List` kinds); `origin` names it for the
+    /// report when it has no kind.
+    pub fn inject_object(&self, object: &mut Value, origin: &str, report: &mut Report) {
+        let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_owned) else {
+            report.resources.push(format!("skipped    {origin}: not a Kubernetes object (no kind)"));
+            return;
+        };
+        let metadata = object.get("metadata");
+        let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let (name, namespace) = (text("name"), text("namespace"));
+        let name = if name.is_empty() { text("generateName") } else { name };
         if kind.ends_with("List") {
             if let Some(Value::Array(items)) = object.get_mut("items") {
-                for item in items {
-                    self.inject_object(item, warnings);
+                for (index, item) in items.iter_mut().enumerate() {
+                    self.inject_object(item, &format!("{origin}, item {}", index + 1), report);
                 }
             }
             return;
         }
-        let Some(pointer) = template_pointer(&kind) else { return };
-        let metadata = object.get("metadata");
-        let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let (name, namespace) = (text("name"), text("namespace"));
+        let Some(pointer) = template_pointer(&kind) else {
+            report.resources.push(format!("unchanged  {kind}/{name}: not a workload"));
+            return;
+        };
         let Some(template) = object.pointer_mut(pointer) else {
-            warnings.push(format!("{kind}/{name}: has no pod template at {pointer}; left as it is"));
+            report.warnings.push(format!("{kind}/{name}: has no pod template at {pointer}; left as it is"));
+            report.resources.push(format!("skipped    {kind}/{name}: no pod template"));
             return;
         };
         let context = PodContext {
@@ -84,14 +123,21 @@ impl Injector<'_> {
             tools_image: self.tools_image,
         };
         let decision = inject::evaluate(template, &context, self.settings);
-        warnings.extend(decision.warnings.into_iter().map(|w| format!("{kind}/{name}: {w}")));
+        report.warnings.extend(decision.warnings.into_iter().map(|w| format!("{kind}/{name}: {w}")));
+        report.resources.push(match &decision.outcome {
+            Outcome::Injected(status) => {
+                format!("injected   {kind}/{name} ({}; containers {})", status.parts(), status.containers.join(","))
+            }
+            Outcome::Unchanged => format!("unchanged  {kind}/{name}: already injected"),
+            Outcome::Skipped(reason) => format!("skipped    {kind}/{name}: {}", reason.as_str()),
+        });
         if let Some(patched) = decision.patched {
             *template = patched;
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Json,
     Yaml,
@@ -141,57 +187,140 @@ pub fn render_documents(format: Format, documents: &[Value]) -> anyhow::Result<S
     Ok(output)
 }
 
-/// The whole command: returns the output text and the warnings.
-pub fn inject_text(input: &str, injector: &Injector<'_>) -> anyhow::Result<(String, Vec<String>)> {
-    let (format, mut documents) = parse_documents(input)?;
-    let mut warnings = Vec::new();
-    for document in &mut documents {
-        injector.inject_object(document, &mut warnings);
+/// One input: where it came from and its text.
+pub struct Input {
+    pub name: String,
+    pub text: String,
+}
+
+/// Injects every document of every input; returns the output text and the report. `output`:
+/// the format to write (default: the input's when there is one, YAML otherwise).
+pub fn inject_inputs(
+    inputs: &[Input],
+    output: Option<Format>,
+    injector: &Injector<'_>,
+) -> anyhow::Result<(String, Report)> {
+    let mut documents = Vec::new();
+    let mut formats = Vec::new();
+    let mut report = Report::default();
+    for input in inputs {
+        let (format, parsed) = parse_documents(&input.text).with_context(|| format!("cannot read {}", input.name))?;
+        formats.push(format);
+        for (index, mut document) in parsed.into_iter().enumerate() {
+            injector.inject_object(&mut document, &format!("{}, document {}", input.name, index + 1), &mut report);
+            documents.push(document);
+        }
     }
-    Ok((render_documents(format, &documents)?, warnings))
+    let format = output.unwrap_or(match formats.as_slice() {
+        [only] => *only,
+        _ => Format::Yaml,
+    });
+    Ok((render_documents(format, &documents)?, report))
+}
+
+/// The inputs `-f` names: `-` (standard input, once), files, and directories walked for their
+/// .yaml, .yml and .json files in name order.
+fn read_inputs(names: &[String]) -> anyhow::Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for name in names {
+        if name == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+            inputs.push(Input { name: "standard input".into(), text });
+            continue;
+        }
+        let path = Path::new(name);
+        if path.is_dir() {
+            let mut files = Vec::new();
+            walk(path, &mut files).with_context(|| format!("cannot read the directory {name}"))?;
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                inputs.push(Input { name: file.display().to_string(), text });
+            }
+        } else {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+            inputs.push(Input { name: name.clone(), text });
+        }
+    }
+    Ok(inputs)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The tools image to write: the config's, or with `--pin` the digest its tag points at now.
+fn tools_image(config: &Config, pin: bool, warnings: &mut Vec<String>) -> anyhow::Result<String> {
+    let image = config.tools.image.to_string();
+    if ImageParts::parse(&image).is_ok_and(|parts| parts.digest.is_some()) {
+        return Ok(image);
+    }
+    if !pin {
+        warnings.push(format!(
+            "the tools image {image} is written by tag: nodes may pull different builds (--pin resolves it to its digest)"
+        ));
+        return Ok(image);
+    }
+    let resolver = Resolver::new(&config.registry)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match runtime.block_on(resolver.resolve(&image, None)) {
+        Ok(resolved) => Ok(resolved.pinned),
+        Err(error) => {
+            warnings.push(format!("could not pin {image} ({}: {error}); the output names the tag", error.label()));
+            Ok(image)
+        }
+    }
 }
 
 /// Reserved, not committed: pages are touched only as deep as a document goes.
 const DEEP_STACK_BYTES: usize = 256 << 20;
 
 pub fn run(args: InjectArgs) -> anyhow::Result<()> {
-    let InjectArgs { file, config, namespace_labels } = args;
+    let InjectArgs { files, output, config, namespace_labels, pin, quiet } = args;
     let config = match &config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
     let settings = Settings::new(&config, None);
-    let input = if file == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
-        text
-    } else {
-        std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?
-    };
+    let mut warnings = Vec::new();
+    let tools_image = tools_image(&config, pin, &mut warnings)?;
+    let inputs = read_inputs(&files)?;
     let labels = namespace_labels.unwrap_or_default();
-    let tools_image = config.tools.image.to_string();
     // Documents may nest 10,000 deep (as go-yaml allows), and values are cloned, compared and
     // dropped recursively: the work runs on a thread with room for that, whatever the main
     // thread's stack limit.
-    let (output, warnings) = std::thread::scope(|scope| {
+    let (text, report) = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("inject".into())
             .stack_size(DEEP_STACK_BYTES)
             .spawn_scoped(scope, || {
                 let injector = Injector { settings: &settings, tools_image: &tools_image, namespace_labels: &labels };
-                let result = inject_text(&input, &injector);
-                drop(input);
+                let result = inject_inputs(&inputs, output, &injector);
+                drop(inputs);
                 result
             })
             .context("cannot start the injecting thread")?
             .join()
             .map_err(|_| anyhow::anyhow!("the injecting thread panicked"))?
-    })
-    .with_context(|| format!("cannot inject {file}"))?;
-    for warning in warnings {
+    })?;
+    if !quiet {
+        for line in &report.resources {
+            eprintln!("{line}");
+        }
+    }
+    for warning in warnings.iter().chain(&report.warnings) {
         eprintln!("warning: {warning}");
     }
-    std::io::stdout().lock().write_all(output.as_bytes()).context("cannot write standard output")?;
+    std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write standard output")?;
     Ok(())
 }
 
