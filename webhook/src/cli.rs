@@ -20,6 +20,8 @@ pub enum Command {
     Serve(server::ServeArgs),
     /// Inject manifests offline (YAML or JSON, one or many documents) and print them.
     Inject(offline::InjectArgs),
+    /// Remove an injection from manifests, as each pod's dragonfly.io/injected record says.
+    Uninject(offline::UninjectArgs),
     /// Resolve an image tag to its index digest and list its platforms, as `serve` pins it.
     Resolve(pinning::command::ResolveArgs),
 }
@@ -35,6 +37,7 @@ impl Cli {
         match command {
             Command::Serve(args) => runtime()?.block_on(server::run(args)),
             Command::Inject(args) => offline::run(args),
+            Command::Uninject(args) => offline::run_uninject(args),
             Command::Resolve(args) => runtime()?.block_on(pinning::command::run(args)),
         }
     }

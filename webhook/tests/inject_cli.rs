@@ -240,3 +240,40 @@ async fn pin_writes_the_digest_the_tag_points_at_or_says_why_not() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("127.0.0.1:9/t:v1") && !text.contains("127.0.0.1:9/t:v1@"), "the tag, unpinned: {text}");
 }
+
+#[test]
+fn uninject_gives_back_what_inject_was_given() {
+    let run = |command: &str, args: &[&str], stdin: &str| {
+        let output = test_kit::output_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).arg(command).args(args),
+            stdin.as_bytes(),
+        );
+        assert!(output.status.success(), "{command}: {}", String::from_utf8_lossy(&output.stderr));
+        (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+    };
+    // The example manifests, and the held pod fixtures opted in.
+    let mut inputs = vec![example()];
+    for fixture in ["pod-annotated.json", "pod-from-replicaset.json", "pod-native-sidecar.json"] {
+        let mut pod = test_kit::fixture(fixture);
+        pod["apiVersion"] = "v1".into();
+        pod["kind"] = "Pod".into();
+        pod["metadata"]["annotations"]["dragonfly.io/inject-p2p"] = "true".into();
+        pod["metadata"]["annotations"]["dragonfly.io/inject-init-containers"] = "true".into();
+        inputs.push(serde_json::to_string_pretty(&pod).unwrap());
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("prepend.yaml");
+    std::fs::write(&config, "tools: {path: prepend, imagePullSecrets: [regcred]}\nproxy: {hostFrom: nodeName}\n")
+        .unwrap();
+    for input in &inputs {
+        for extra in [vec![], vec!["--config", config.to_str().unwrap()]] {
+            let (injected, _) = run("inject", &[&["-f", "-"], extra.as_slice()].concat(), input);
+            assert_ne!(parse_documents(&injected).unwrap(), parse_documents(input).unwrap());
+            let (restored, report) = run("uninject", &["-f", "-"], &injected);
+            assert_eq!(parse_documents(&restored).unwrap(), parse_documents(input).unwrap(), "{extra:?}\n{injected}");
+            assert!(report.contains("uninjected "), "{report}");
+        }
+    }
+    let (_, report) = run("uninject", &["-f", "-"], &example());
+    assert!(report.contains("unchanged  Pod/"), "a pod never injected is left alone: {report}");
+}

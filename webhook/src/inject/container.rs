@@ -155,6 +155,19 @@ fn mount<'a>(
     }
 }
 
+/// What `edits` add to a container, for the status record.
+pub fn added_by(edits: &[Edit]) -> super::status::Added {
+    let mut added = super::status::Added::default();
+    for edit in edits {
+        match edit {
+            Edit::Env { entry, .. } => added.env.push(env_name(entry).to_owned()),
+            Edit::EnvValue { .. } => added.path_prefixed = true,
+            Edit::Mount(_) => {}
+        }
+    }
+    added
+}
+
 /// Writes a container's edits under `base`, its JSON pointer (`/spec/containers/0`).
 pub fn apply(builder: &mut PatchBuilder, base: &str, edits: Vec<Edit>) -> Result<(), PatchError> {
     for edit in edits {

@@ -10,11 +10,13 @@ mod plan;
 mod policy;
 mod shape;
 mod status;
+mod undo;
 
 pub use container::DEFAULT_LINUX_PATH;
 pub use patch::{escape_token, PatchOp};
 pub use policy::{check_request, over_limit, NamespaceLabels, RequestFacts, SkipReason};
 pub use status::Status;
+pub use undo::undo;
 
 use crate::config::{Config, HostFrom, LabelRequirement, LimitsConfig, SocketMount, ToolsPath};
 use patch::PatchBuilder;

@@ -3,14 +3,14 @@
 //! mounted (Pod Security, the pod's own opt-out), which containers are targets and what each of
 //! them lacks, and the record for a second pass. [`super::emit`] then writes exactly this.
 
-use super::container::{plan_container, ContainerPlan, Edit, MountPlan};
+use super::container::{added_by, plan_container, ContainerPlan, Edit, MountPlan};
 use super::overrides::read_overrides;
 use super::policy::{annotation, over_limit, SkipReason};
-use super::status::{choose_name, Status};
+use super::status::{choose_name, Added, Status};
 use super::{escape_token, keys, PodContext, Settings, INIT_CONTAINER, SOCKET_VOLUME, TOOLS_VOLUME};
 use crate::config::ToolsPath;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Everything to add, as values ready to write; `None` and empty lists mean "already there".
 #[derive(Debug, Clone, PartialEq)]
@@ -136,25 +136,29 @@ pub fn plan(
     // Ours is inserted first among init containers when it is not there yet.
     let shift = usize::from(!init_present);
     let mut containers = Vec::with_capacity(overrides.targets.len() + init_targets.len());
-    for &index in &overrides.targets {
-        if let Some(container) = pod.pointer(&format!("/spec/containers/{index}")) {
-            containers.push((format!("/spec/containers/{index}"), plan_container(container, &shared, warnings)));
-        }
-    }
-    for &index in &init_targets {
-        if let Some(container) = pod.pointer(&format!("/spec/initContainers/{index}")) {
+    let mut added: BTreeMap<String, Added> = recorded.map(|r| r.added.clone()).unwrap_or_default();
+    let targets = overrides
+        .targets
+        .iter()
+        .map(|&i| ("containers", i, i, container_names[i]))
+        .chain(init_targets.iter().map(|&i| ("initContainers", i, i + shift, init_names[i])));
+    for (list, index, patched_index, name) in targets {
+        if let Some(container) = pod.pointer(&format!("/spec/{list}/{index}")) {
             let edits = plan_container(container, &shared, warnings);
-            containers.push((format!("/spec/initContainers/{}", index + shift), edits));
+            let now = added_by(&edits);
+            if now != Added::default() {
+                added.entry(name.to_owned()).or_default().merge(now);
+            }
+            containers.push((format!("/spec/{list}/{patched_index}"), edits));
         }
     }
 
     let existing_secrets: Vec<&str> = names_at(pod, &["/spec/imagePullSecrets"]);
-    let pull_secrets = settings
-        .image_pull_secrets
-        .iter()
-        .filter(|s| !existing_secrets.contains(&s.as_str()))
-        .map(|secret| json!({"name": secret}))
-        .collect();
+    let new_secrets: Vec<&String> =
+        settings.image_pull_secrets.iter().filter(|s| !existing_secrets.contains(&s.as_str())).collect();
+    let pull_secrets = new_secrets.iter().map(|secret| json!({"name": secret})).collect();
+    let mut added_secrets: Vec<String> = recorded.map(|r| r.pull_secrets.clone()).unwrap_or_default();
+    added_secrets.extend(new_secrets.into_iter().filter(|s| !added_secrets.contains(s)).cloned().collect::<Vec<_>>());
 
     // A second pass over an injected pod must yield an empty patch: rewrite the record only
     // when it changed (a container added by a later webhook, say), and keep the union.
@@ -172,6 +176,8 @@ pub fn plan(
         init_container: Some(init_name.clone()),
         tools_volume: Some(tools_volume.clone()),
         socket_volume: socket.map(|_| socket_volume.clone()),
+        added,
+        pull_secrets: added_secrets,
     };
     let annotation_value = Value::String(status.to_annotation());
     let annotation = (existing_status != Some(&annotation_value))

@@ -4,7 +4,7 @@
 //! happen to share a default name are never taken for ours.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -18,6 +18,36 @@ pub struct Status {
     pub tools_volume: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_volume: Option<String>,
+    /// What each container was given besides mounts of the volumes above (those are ours by
+    /// name): the environment variables added, and whether the tools directory was put in
+    /// front of a PATH it had. `uninject` removes exactly this.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub added: BTreeMap<String, Added>,
+    /// Pull secrets added to the pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Added {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path_prefixed: bool,
+}
+
+impl Added {
+    /// This pass's additions on top of the recorded ones (a second pass adds nothing, so the
+    /// record, and the annotation, stay as they were).
+    pub fn merge(&mut self, more: Added) {
+        for name in more.env {
+            if !self.env.contains(&name) {
+                self.env.push(name);
+            }
+        }
+        self.path_prefixed |= more.path_prefixed;
+    }
 }
 
 impl Status {
@@ -91,6 +121,7 @@ mod tests {
             init_container: Some("dragonfly-tools".into()),
             tools_volume: Some("dragonfly-tools".into()),
             socket_volume: None,
+            ..Status::default()
         };
         let text = status.to_annotation();
         assert_eq!(Status::parse(Some(&json!(text))), Some(status.clone()));

@@ -88,53 +88,85 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-impl Injector<'_> {
-    /// Injects one object in place (recursing into `List` kinds); `origin` names it for the
-    /// report when it has no kind.
-    pub fn inject_object(&self, object: &mut Value, origin: &str, report: &mut Report) {
-        let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_owned) else {
-            report.resources.push(format!("skipped    {origin}: not a Kubernetes object (no kind)"));
-            return;
-        };
-        let metadata = object.get("metadata");
-        let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let (name, namespace) = (text("name"), text("namespace"));
-        let name = if name.is_empty() { text("generateName") } else { name };
-        if kind.ends_with("List") {
-            if let Some(Value::Array(items)) = object.get_mut("items") {
-                for (index, item) in items.iter_mut().enumerate() {
-                    self.inject_object(item, &format!("{origin}, item {}", index + 1), report);
-                }
+/// A workload found in the manifests: its kind, name and namespace.
+pub struct Resource {
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+/// Calls `act` on the pod template of `object` (recursing into `List` kinds); reports what is
+/// not a workload. `origin` names the document for one that has no kind.
+pub fn each_template(
+    object: &mut Value,
+    origin: &str,
+    report: &mut Report,
+    act: &mut dyn FnMut(&mut Value, &Resource, &mut Report),
+) {
+    let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_owned) else {
+        report.resources.push(format!("skipped    {origin}: not a Kubernetes object (no kind)"));
+        return;
+    };
+    let metadata = object.get("metadata");
+    let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (name, namespace) = (text("name"), text("namespace"));
+    let name = if name.is_empty() { text("generateName") } else { name };
+    if kind.ends_with("List") {
+        if let Some(Value::Array(items)) = object.get_mut("items") {
+            for (index, item) in items.iter_mut().enumerate() {
+                each_template(item, &format!("{origin}, item {}", index + 1), report, act);
             }
-            return;
         }
-        let Some(pointer) = template_pointer(&kind) else {
-            report.resources.push(format!("unchanged  {kind}/{name}: not a workload"));
-            return;
-        };
-        let Some(template) = object.pointer_mut(pointer) else {
-            report.warnings.push(format!("{kind}/{name}: has no pod template at {pointer}; left as it is"));
-            report.resources.push(format!("skipped    {kind}/{name}: no pod template"));
-            return;
-        };
-        let context = PodContext {
-            namespace: &namespace,
-            namespace_labels: NamespaceLabels::Known(self.namespace_labels),
-            tools_image: self.tools_image,
-        };
-        let decision = inject::evaluate(template, &context, self.settings);
-        report.warnings.extend(decision.warnings.into_iter().map(|w| format!("{kind}/{name}: {w}")));
-        report.resources.push(match &decision.outcome {
-            Outcome::Injected(status) => {
-                format!("injected   {kind}/{name} ({}; containers {})", status.parts(), status.containers.join(","))
-            }
-            Outcome::Unchanged => format!("unchanged  {kind}/{name}: already injected"),
-            Outcome::Skipped(reason) => format!("skipped    {kind}/{name}: {}", reason.as_str()),
-        });
-        if let Some(patched) = decision.patched {
-            *template = patched;
-        }
+        return;
     }
+    let Some(pointer) = template_pointer(&kind) else {
+        report.resources.push(format!("unchanged  {kind}/{name}: not a workload"));
+        return;
+    };
+    let Some(template) = object.pointer_mut(pointer) else {
+        report.warnings.push(format!("{kind}/{name}: has no pod template at {pointer}; left as it is"));
+        report.resources.push(format!("skipped    {kind}/{name}: no pod template"));
+        return;
+    };
+    act(template, &Resource { kind, name, namespace }, report);
+}
+
+impl Injector<'_> {
+    /// Injects one object in place; `origin` names it for the report when it has no kind.
+    pub fn inject_object(&self, object: &mut Value, origin: &str, report: &mut Report) {
+        each_template(object, origin, report, &mut |template, resource, report| {
+            let Resource { kind, name, namespace } = resource;
+            let context = PodContext {
+                namespace,
+                namespace_labels: NamespaceLabels::Known(self.namespace_labels),
+                tools_image: self.tools_image,
+            };
+            let decision = inject::evaluate(template, &context, self.settings);
+            report.warnings.extend(decision.warnings.into_iter().map(|w| format!("{kind}/{name}: {w}")));
+            report.resources.push(match &decision.outcome {
+                Outcome::Injected(status) => {
+                    format!("injected   {kind}/{name} ({}; containers {})", status.parts(), status.containers.join(","))
+                }
+                Outcome::Unchanged => format!("unchanged  {kind}/{name}: already injected"),
+                Outcome::Skipped(reason) => format!("skipped    {kind}/{name}: {}", reason.as_str()),
+            });
+            if let Some(patched) = decision.patched {
+                *template = patched;
+            }
+        });
+    }
+}
+
+/// Removes the injection from one object in place, as its record says.
+pub fn uninject_object(object: &mut Value, origin: &str, report: &mut Report) {
+    each_template(object, origin, report, &mut |template, Resource { kind, name, .. }, report| {
+        report.resources.push(match inject::undo(template) {
+            Some(status) => {
+                format!("uninjected {kind}/{name} ({}; containers {})", status.parts(), status.containers.join(","))
+            }
+            None => format!("unchanged  {kind}/{name}: not injected"),
+        });
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,6 +232,15 @@ pub fn inject_inputs(
     output: Option<Format>,
     injector: &Injector<'_>,
 ) -> anyhow::Result<(String, Report)> {
+    process_inputs(inputs, output, &mut |document, origin, report| injector.inject_object(document, origin, report))
+}
+
+/// Applies `act` to every document of every input, in order, and renders them all.
+pub fn process_inputs(
+    inputs: &[Input],
+    output: Option<Format>,
+    act: &mut dyn FnMut(&mut Value, &str, &mut Report),
+) -> anyhow::Result<(String, Report)> {
     let mut documents = Vec::new();
     let mut formats = Vec::new();
     let mut report = Report::default();
@@ -207,7 +248,7 @@ pub fn inject_inputs(
         let (format, parsed) = parse_documents(&input.text).with_context(|| format!("cannot read {}", input.name))?;
         formats.push(format);
         for (index, mut document) in parsed.into_iter().enumerate() {
-            injector.inject_object(&mut document, &format!("{}, document {}", input.name, index + 1), &mut report);
+            act(&mut document, &format!("{}, document {}", input.name, index + 1), &mut report);
             documents.push(document);
         }
     }
@@ -293,24 +334,64 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     let settings = Settings::new(&config, None);
     let mut warnings = Vec::new();
     let tools_image = tools_image(&config, pin, &mut warnings)?;
-    let inputs = read_inputs(&files)?;
     let labels = namespace_labels.unwrap_or_default();
+    let injector = Injector { settings: &settings, tools_image: &tools_image, namespace_labels: &labels };
+    run_over(&files, output, quiet, warnings, &mut |document, origin, report| {
+        injector.inject_object(document, origin, report)
+    })
+}
+
+const UNINJECT_EXAMPLES: &str = "Examples:
+  dragonfly-injector uninject -f injected.yaml > original.yaml
+  dragonfly-injector inject -f app.yaml | dragonfly-injector uninject -f -   # gives app.yaml's objects back";
+
+/// `dragonfly-injector uninject`: removes what `inject` (or the webhook) added, as each pod's
+/// `dragonfly.io/injected` record says.
+#[derive(Debug, Args)]
+#[command(after_help = UNINJECT_EXAMPLES)]
+pub struct UninjectArgs {
+    /// A manifest file, a directory (its .yaml, .yml and .json files, recursively, in name
+    /// order), or `-` for standard input; repeat for more.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// The output format (default: the input's; yaml for several inputs).
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<Format>,
+    /// Only warnings on standard error, not the line per resource.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run_uninject(args: UninjectArgs) -> anyhow::Result<()> {
+    let UninjectArgs { files, output, quiet } = args;
+    run_over(&files, output, quiet, Vec::new(), &mut uninject_object)
+}
+
+/// Reads `files`, applies `act` to every document, writes the report and the warnings to
+/// standard error and the documents to standard output, whole or not at all.
+fn run_over(
+    files: &[String],
+    output: Option<Format>,
+    quiet: bool,
+    warnings: Vec<String>,
+    act: &mut (dyn FnMut(&mut Value, &str, &mut Report) + Send),
+) -> anyhow::Result<()> {
+    let inputs = read_inputs(files)?;
     // Documents may nest 10,000 deep (as go-yaml allows), and values are cloned, compared and
     // dropped recursively: the work runs on a thread with room for that, whatever the main
     // thread's stack limit.
     let (text, report) = std::thread::scope(|scope| {
         std::thread::Builder::new()
-            .name("inject".into())
+            .name("manifests".into())
             .stack_size(DEEP_STACK_BYTES)
             .spawn_scoped(scope, || {
-                let injector = Injector { settings: &settings, tools_image: &tools_image, namespace_labels: &labels };
-                let result = inject_inputs(&inputs, output, &injector);
+                let result = process_inputs(&inputs, output, act);
                 drop(inputs);
                 result
             })
-            .context("cannot start the injecting thread")?
+            .context("cannot start the worker thread")?
             .join()
-            .map_err(|_| anyhow::anyhow!("the injecting thread panicked"))?
+            .map_err(|_| anyhow::anyhow!("the worker thread panicked"))?
     })?;
     if !quiet {
         for line in &report.resources {
