@@ -83,14 +83,25 @@ impl PatchBuilder {
 
     /// Appends to the array at `pointer`, creating it first when needed.
     pub fn push(&mut self, pointer: &str, value: Value) -> Result<(), PatchError> {
-        self.ensure_array(pointer)?;
-        self.add(format!("{pointer}/-"), value)
+        self.insert_at(pointer, None, value)
     }
 
     /// Inserts into the array at `pointer` at `index`, creating it first when needed.
     pub fn insert(&mut self, pointer: &str, index: usize, value: Value) -> Result<(), PatchError> {
+        self.insert_at(pointer, Some(index), value)
+    }
+
+    /// A missing (or null) array is added with the value in it: one operation, not an empty
+    /// array and then an item.
+    fn insert_at(&mut self, pointer: &str, index: Option<usize>, value: Value) -> Result<(), PatchError> {
+        if matches!(self.doc.pointer(pointer), None | Some(Value::Null)) && index.is_none_or(|i| i == 0) {
+            return self.add(pointer.to_owned(), Value::Array(vec![value]));
+        }
         self.ensure_array(pointer)?;
-        self.add(format!("{pointer}/{index}"), value)
+        match index {
+            Some(index) => self.add(format!("{pointer}/{index}"), value),
+            None => self.add(format!("{pointer}/-"), value),
+        }
     }
 
     pub fn finish(self) -> (Vec<PatchOp>, Value) {
@@ -145,17 +156,18 @@ mod tests {
     }
 
     #[test]
-    fn missing_arrays_and_maps_are_created_before_adding_to_them() {
+    fn missing_arrays_are_added_with_their_first_item_and_maps_created_first() {
         let mut builder = PatchBuilder::new(json!({"metadata": {}, "spec": {}}));
         builder.push("/spec/volumes", json!({"name": "v"})).unwrap();
+        builder.push("/spec/volumes", json!({"name": "w"})).unwrap();
         builder.ensure_object("/metadata/annotations").unwrap();
         builder.add(format!("/metadata/annotations/{}", escape_token("a/b")), json!("x")).unwrap();
         let (ops, doc) = builder.finish();
         assert_eq!(
             serde_json::to_value(&ops).unwrap(),
             json!([
-                {"op": "add", "path": "/spec/volumes", "value": []},
-                {"op": "add", "path": "/spec/volumes/-", "value": {"name": "v"}},
+                {"op": "add", "path": "/spec/volumes", "value": [{"name": "v"}]},
+                {"op": "add", "path": "/spec/volumes/-", "value": {"name": "w"}},
                 {"op": "add", "path": "/metadata/annotations", "value": {}},
                 {"op": "add", "path": "/metadata/annotations/a~1b", "value": "x"},
             ])
