@@ -1,10 +1,10 @@
 //! Property tests of review-in, patch-out over generated pods: odd but legal shapes, names that
 //! collide with ours, user variables and mounts at our paths, and junk in random places.
-//! (No nightly toolchain here for cargo-fuzz; proptest covers the same ground.)
+//! The libFuzzer targets in fuzz/ search the same ground from bytes; these run in every test run.
 
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::{evaluate, NamespaceLabels, Outcome, PodContext, Settings, SkipReason};
+use dragonfly_injector::inject::{evaluate, undo, NamespaceLabels, Outcome, PodContext, Settings, SkipReason};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -260,6 +260,37 @@ fn check(pod: &Value, settings: &Settings, labels: &BTreeMap<String, String>) {
     }
     let again = evaluate(&patched, &context, settings);
     assert_eq!(again.outcome, Outcome::Unchanged, "second pass adds nothing: {:?}", again.ops);
+
+    // `uninject` gives the pod back, up to null and empty lists and maps (which Kubernetes
+    // treats as absent, and which undo removes).
+    // An unreadable value the pod held under our own record's key is not restored.
+    let mut undone = patched.clone();
+    assert!(undo(&mut undone).is_some(), "an injected pod carries its record");
+    let mut expected = pod.clone();
+    if let Some(annotations) = expected.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        annotations.shift_remove("dragonfly.io/injected");
+    }
+    assert_eq!(without_empties(&undone), without_empties(&expected), "undo gives the pod back");
+}
+
+/// The value with null, empty lists and empty maps removed wherever they are members of an
+/// object: Kubernetes reads all three as absent, and injection fills a null list.
+fn without_empties(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), without_empties(v)))
+                .filter(|(_, v)| match v {
+                    Value::Null => false,
+                    Value::Array(a) => !a.is_empty(),
+                    Value::Object(o) => !o.is_empty(),
+                    _ => true,
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_empties).collect()),
+        other => other.clone(),
+    }
 }
 
 proptest! {

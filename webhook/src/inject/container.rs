@@ -155,17 +155,27 @@ fn mount<'a>(
     }
 }
 
-/// What `edits` add to a container, for the status record.
-pub fn added_by(edits: &[Edit]) -> super::status::Added {
+/// What `edits` add to a container, for the status record; `planned` are the mount paths the
+/// plan has for every target container.
+pub fn added_by(edits: &[Edit], planned: &[&str]) -> super::status::Added {
     let mut added = super::status::Added::default();
+    let mut mounted = Vec::new();
     for edit in edits {
         match edit {
             Edit::Env { entry, .. } => added.env.push(env_name(entry).to_owned()),
             Edit::EnvValue { .. } => added.path_prefixed = true,
-            Edit::Mount(_) => {}
+            Edit::Mount(entry) => mounted.extend(entry.get("mountPath").and_then(Value::as_str)),
         }
     }
+    added.not_mounted = planned.iter().filter(|p| !mounted.contains(p)).map(|p| (*p).to_owned()).collect();
     added
+}
+
+impl ContainerPlan {
+    /// Every mount path of the plan: the socket, the tools directory, the linked tools.
+    pub fn mount_paths(&self) -> Vec<&str> {
+        self.socket.iter().chain(&self.tools).chain(&self.links).map(|m| m.mount_path.as_str()).collect()
+    }
 }
 
 /// Writes a container's edits under `base`, its JSON pointer (`/spec/containers/0`).

@@ -137,6 +137,8 @@ pub fn plan(
     let shift = usize::from(!init_present);
     let mut containers = Vec::with_capacity(overrides.targets.len() + init_targets.len());
     let mut added: BTreeMap<String, Added> = recorded.map(|r| r.added.clone()).unwrap_or_default();
+    let already: HashSet<&str> = recorded.iter().flat_map(|r| r.containers.iter().map(String::as_str)).collect();
+    let planned = shared.mount_paths();
     let targets = overrides
         .targets
         .iter()
@@ -145,7 +147,10 @@ pub fn plan(
     for (list, index, patched_index, name) in targets {
         if let Some(container) = pod.pointer(&format!("/spec/{list}/{index}")) {
             let edits = plan_container(container, &shared, warnings);
-            let now = added_by(&edits);
+            let mut now = added_by(&edits, &planned);
+            if already.contains(name) {
+                now.not_mounted.clear();
+            }
             if now != Added::default() {
                 added.entry(name.to_owned()).or_default().merge(now);
             }
@@ -178,6 +183,13 @@ pub fn plan(
         socket_volume: socket.map(|_| socket_volume.clone()),
         added,
         pull_secrets: added_secrets,
+        mounts: {
+            let mut mounts: Vec<String> = recorded.map(|r| r.mounts.clone()).unwrap_or_default();
+            mounts.extend(
+                planned.iter().filter(|p| !mounts.iter().any(|m| m == *p)).map(|p| (*p).to_owned()).collect::<Vec<_>>(),
+            );
+            mounts
+        },
     };
     let annotation_value = Value::String(status.to_annotation());
     let annotation = (existing_status != Some(&annotation_value))

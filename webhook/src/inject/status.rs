@@ -26,6 +26,11 @@ pub struct Status {
     /// Pull secrets added to the pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pull_secrets: Vec<String>,
+    /// Where the volumes above are mounted in the target containers (the same for all of them):
+    /// only mounts of these volumes at these paths are ours; a user's mount that happens to use
+    /// one of the names is not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +40,18 @@ pub struct Added {
     pub env: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub path_prefixed: bool,
+    /// Of the mounts above, those this container did not get (it had one there already, or
+    /// the path was taken): recorded the first time the container is injected, so that undo
+    /// leaves what was the user's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_mounted: Vec<String>,
 }
 
 impl Added {
     /// This pass's additions on top of the recorded ones (a second pass adds nothing, so the
     /// record, and the annotation, stay as they were).
+    /// `not_mounted` is kept from the first pass: on later passes the mounts are there
+    /// because they are ours.
     pub fn merge(&mut self, more: Added) {
         for name in more.env {
             if !self.env.contains(&name) {
@@ -47,6 +59,9 @@ impl Added {
             }
         }
         self.path_prefixed |= more.path_prefixed;
+        if self.not_mounted.is_empty() {
+            self.not_mounted = more.not_mounted;
+        }
     }
 }
 

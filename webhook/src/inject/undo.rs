@@ -22,7 +22,9 @@ pub fn undo(pod: &mut Value) -> Option<Status> {
         retain(spec, "imagePullSecrets", |s| !name(s).is_some_and(|n| status.pull_secrets.iter().any(|p| p == n)));
         for list in ["containers", "initContainers"] {
             for container in spec.get_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
-                undo_container(container, &status, &ours);
+                if name(container).is_some_and(|n| status.containers.iter().any(|c| c == n)) {
+                    undo_container(container, &status, &ours);
+                }
             }
         }
     }
@@ -63,10 +65,16 @@ fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
             (name(m) == tools && m.get("subPath").is_none()).then(|| m.get("mountPath")?.as_str().map(str::to_owned))?
         })
     });
-    retain(object, "volumeMounts", |m| !name(m).is_some_and(|n| ours.contains(&n)));
-    let Some(added) = object.get("name").and_then(Value::as_str).and_then(|n| status.added.get(n)).cloned() else {
-        return;
+    let added =
+        object.get("name").and_then(Value::as_str).and_then(|n| status.added.get(n)).cloned().unwrap_or_default();
+    // Ours: a mount of our volumes at one of our paths that this container did get. Records
+    // from before paths were kept name no paths: every mount of our volumes is ours then.
+    let path_is_ours = |m: &Value| {
+        let path = m.get("mountPath").and_then(Value::as_str).unwrap_or_default();
+        status.mounts.is_empty()
+            || (status.mounts.iter().any(|p| p == path) && !added.not_mounted.iter().any(|p| p == path))
     };
+    retain(object, "volumeMounts", |m| !(name(m).is_some_and(|n| ours.contains(&n)) && path_is_ours(m)));
     if let Some(Value::Array(env)) = object.get_mut("env") {
         for added_name in &added.env {
             if let Some(at) = env.iter().position(|e| name(e) == Some(added_name.as_str())) {
