@@ -42,11 +42,101 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        builder
+            .with_writer(ArrayFields)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
-        builder.try_init()
+        builder.with_writer(std::io::stderr).try_init()
     };
     result.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+/// tracing's JSON lines hold only strings and numbers; a `warnings` field logged as the JSON
+/// text of a list (see the admission line) is written as that list, so that log pipelines get
+/// an array. Each event arrives as one whole line.
+struct ArrayFields;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ArrayFields {
+    type Writer = ArrayLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ArrayLine(std::io::stderr())
+    }
+}
+
+struct ArrayLine(std::io::Stderr);
+
+const EMPTY: &[u8] = br#""warnings":"[]""#;
+const LISTED: &[u8] = br#""warnings":"[\""#;
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+/// The line with its `warnings` string turned into the list it spells; as it was otherwise.
+pub fn with_warnings_as_array(line: &[u8]) -> Option<Vec<u8>> {
+    if let Some(at) = find(line, EMPTY) {
+        let mut fixed = Vec::with_capacity(line.len());
+        fixed.extend_from_slice(&line[..at]);
+        fixed.extend_from_slice(br#""warnings":[]"#);
+        fixed.extend_from_slice(&line[at + EMPTY.len()..]);
+        return Some(fixed);
+    }
+    find(line, LISTED)?;
+    let mut value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let text = value.get("warnings")?.as_str()?;
+    let list: serde_json::Value = serde_json::from_str(text).ok().filter(serde_json::Value::is_array)?;
+    value["warnings"] = list;
+    let mut fixed = serde_json::to_vec(&value).ok()?;
+    fixed.push(b'\n');
+    Some(fixed)
+}
+
+impl std::io::Write for ArrayLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match with_warnings_as_array(buf) {
+            Some(fixed) => self.0.write_all(&fixed),
+            None => self.0.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn warnings_logged_as_list_text_become_a_list() {
+        let line = |warnings: &[&str]| {
+            let text = serde_json::to_string(warnings).unwrap();
+            let mut bytes =
+                serde_json::to_vec(&json!({"message": "admission reviewed", "warnings": text, "n": 1})).unwrap();
+            bytes.push(b'\n');
+            bytes
+        };
+        let fixed = with_warnings_as_array(&line(&["a \"quoted\" one", "two"])).unwrap();
+        let value: Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(value["warnings"], json!(["a \"quoted\" one", "two"]));
+        assert_eq!(value["n"], 1);
+        assert!(fixed.ends_with(b"\n"));
+        let empty: Value = serde_json::from_slice(&with_warnings_as_array(&line(&[])).unwrap()).unwrap();
+        assert_eq!(empty["warnings"], json!([]));
+        assert_eq!(with_warnings_as_array(br#"{"message":"other","warnings":"none"}"#), None, "other lines pass");
+    }
 }

@@ -119,7 +119,8 @@ async fn serves_logs_one_json_line_per_admission_and_stops_on_sigterm() {
     assert_eq!((line["pod"].as_str(), line["decision"].as_str()), (Some("web-7d4b9c8f6-"), Some("injected")));
     assert_eq!(line["injected"], "proxy,socket,tools");
     assert_eq!(line["containers"], "web");
-    assert!(line["warnings"].as_str().unwrap().contains("dragonfly.io/proxy-port"));
+    let warnings = line["warnings"].as_array().expect("warnings are a JSON array");
+    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("dragonfly.io/proxy-port")), "{warnings:?}");
     assert!(line["duration_us"].is_u64());
 
     server.signal("TERM");

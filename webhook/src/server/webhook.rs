@@ -184,7 +184,8 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
                 reason = summary.outcome.reason(),
                 injected = parts,
                 containers,
-                warnings = ?summary.warnings,
+                // As JSON text, which the JSON log writer turns into a list.
+                warnings = serde_json::to_string(&summary.warnings).unwrap_or_default(),
                 dry_run = summary.dry_run,
                 duration_us = elapsed.as_micros() as u64,
                 "admission reviewed"
