@@ -244,7 +244,6 @@ pub async fn serve(
 }
 
 /// Runs one connection to its end: closed by the peer, idle too long, or told to stop.
-#[allow(clippy::too_many_arguments)] // one connection's whole context, passed once
 async fn drive<S>(
     builder: auto::Builder<TokioExecutor>,
     stream: S,
