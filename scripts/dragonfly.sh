@@ -3,9 +3,11 @@
 # one "NAME PATH" line per thing built:
 #
 #   scripts/dragonfly.sh client [--profile test|release] [PLATFORM...]
-#       dfget, dfcache, dfstore, dfctl and dfdaemon from the `dragonfly-client` crate
+#       dfget, dfcache, dfstore and dfctl from the `dragonfly-client` crate
 #       ($DRAGONFLY_CLIENT_VERSION, --locked), statically linked, in one cargo build per
-#       platform (default: linux/amd64). Prints "<platform> <dir>".
+#       platform (default: linux/amd64), and dfdaemon for linux/amd64, where the tests run it
+#       (statically linked for arm64, dfdaemon outgrows the GOT its glibc start code allows:
+#       "relocation truncated to fit", and no image ships it). Prints "<platform> <dir>".
 #   scripts/dragonfly.sh scheduler
 #       the Go scheduler d7y.io/dragonfly/v2 ($DRAGONFLY_SCHEDULER_VERSION), cmd/scheduler.
 #       Prints "scheduler <path>".
@@ -29,10 +31,12 @@ build_client() {
   [ ${#platforms[@]} -gt 0 ] || platforms=(linux/amd64)
   case "$profile" in test | release) ;; *) die "unknown profile $profile (test, release)" ;; esac
 
-  local platform out triple work bin
+  local platform out triple work bin bins
   for platform in "${platforms[@]}"; do
     out=$(dragonfly_client_dir "$platform" "$profile")
-    if [ ! -x "$out/dfdaemon" ]; then
+    read -r -a bins <<<"$DRAGONFLY_TOOLS"
+    [ "$platform" = linux/amd64 ] && bins+=(dfdaemon)
+    if [ ! -d "$out" ]; then
       triple=$(platform_triple "$platform")
       log "building dragonfly-client $DRAGONFLY_CLIENT_VERSION ($profile) for $platform; 10-40 minutes, once"
       # protoc for the prost builds; clang and libclang for librocksdb-sys' bindgen; cmake.
@@ -55,8 +59,8 @@ build_client() {
           export "CFLAGS_${triple//-/_}=-O0" "CXXFLAGS_${triple//-/_}=-O0"
         fi
         args=(install dragonfly-client --version "$DRAGONFLY_CLIENT_VERSION" --locked --target "$triple"
-          --root "$work/root" --bin dfdaemon)
-        for bin in $DRAGONFLY_TOOLS; do args+=(--bin "$bin"); done
+          --root "$work/root")
+        for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
         if [ "$platform" = linux/amd64 ]; then
           # rustup's compiler builds the native target; Debian's rustc-web the foreign ones.
           CARGO_TARGET_DIR="$work/target" cargo "${args[@]}" >&2
@@ -65,7 +69,7 @@ build_client() {
         fi
       )
       mkdir -p "$out.tmp"
-      for bin in dfdaemon $DRAGONFLY_TOOLS; do
+      for bin in "${bins[@]}"; do
         "$(platform_gnu_prefix "$platform")strip" -o "$out.tmp/$bin" "$work/root/bin/$bin"
       done
       publish_dir "$out"
