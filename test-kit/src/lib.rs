@@ -19,6 +19,7 @@ pub use wait::{wait_for, wait_until, Waited};
 
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
+use clap::{Args, FromArgMatches};
 use dragonfly_injector::cluster::ClusterArgs;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::{Settings, ToolsImage};
@@ -270,8 +271,15 @@ pub fn serve_args(
         },
         cluster: ClusterArgs { kubeconfig: None, namespace: Some("dragonfly-system".into()) },
         shutdown: ShutdownArgs { shutdown_delay, drain_timeout: Duration::from_secs(5) },
-        reviews: ReviewArgs::default(),
-        connections: ConnectionArgs::default(),
+        // The flags' own defaults, as `serve` would get them.
+        reviews: ReviewArgs::from_arg_matches(
+            &ReviewArgs::augment_args(clap::Command::new("t")).get_matches_from(["t"]),
+        )
+        .unwrap(),
+        connections: ConnectionArgs::from_arg_matches(
+            &ConnectionArgs::augment_args(clap::Command::new("t")).get_matches_from(["t"]),
+        )
+        .unwrap(),
     }
 }
 

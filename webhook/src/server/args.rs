@@ -1,6 +1,6 @@
 //! `serve`'s flags, each with an environment fallback so the Helm chart can set them either way.
 
-use super::pool::{DEFAULT_BODY_BYTES_IN_FLIGHT, DEFAULT_BODY_TIMEOUT};
+use super::pool::DEFAULT_BODY_BYTES_IN_FLIGHT;
 use super::tls::TlsArgs;
 use super::webhook::DEFAULT_MAX_BODY_BYTES;
 use crate::cluster::ClusterArgs;
@@ -56,18 +56,6 @@ pub struct ConnectionArgs {
     pub max_body_bytes_in_flight: usize,
 }
 
-impl Default for ConnectionArgs {
-    fn default() -> Self {
-        ConnectionArgs {
-            max_connections: 256,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: DEFAULT_BODY_TIMEOUT,
-            idle_timeout: Duration::from_secs(120),
-            max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ReviewArgs {
     /// Reviews computed at once, on their own threads (default: the CPUs the process may use).
@@ -76,12 +64,6 @@ pub struct ReviewArgs {
     /// Requests that may wait for one of those; beyond them the webhook answers 503 at once.
     #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_QUEUED_REVIEWS", default_value_t = 64)]
     pub max_queued_reviews: usize,
-}
-
-impl Default for ReviewArgs {
-    fn default() -> Self {
-        ReviewArgs { max_concurrent_reviews: None, max_queued_reviews: 64 }
-    }
 }
 
 impl ReviewArgs {
