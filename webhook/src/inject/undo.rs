@@ -58,13 +58,6 @@ fn retain(object: &mut Map<String, Value>, key: &str, keep: impl Fn(&Value) -> b
 
 fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
     let Some(object) = container.as_object_mut() else { return };
-    // The tools directory, where the whole volume is mounted: the PATH prefix that was added.
-    let tools_dir = object.get("volumeMounts").and_then(Value::as_array).and_then(|mounts| {
-        mounts.iter().find_map(|m| {
-            let tools = status.tools_volume.as_deref();
-            (name(m) == tools && m.get("subPath").is_none()).then(|| m.get("mountPath")?.as_str().map(str::to_owned))?
-        })
-    });
     let added =
         object.get("name").and_then(Value::as_str).and_then(|n| status.added.get(n)).cloned().unwrap_or_default();
     // Ours: a mount of our volumes at one of our paths that this container did get. Records
@@ -74,6 +67,14 @@ fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
         status.mounts.is_empty()
             || (status.mounts.iter().any(|p| p == path) && !added.not_mounted.iter().any(|p| p == path))
     };
+    // The tools directory, where our mount of the whole volume is: the PATH prefix that was
+    // added (a user's mount that happens to use the volume's name is not it).
+    let tools_dir = object.get("volumeMounts").and_then(Value::as_array).and_then(|mounts| {
+        mounts.iter().find_map(|m| {
+            let ours = name(m) == status.tools_volume.as_deref() && m.get("subPath").is_none() && path_is_ours(m);
+            ours.then(|| m.get("mountPath")?.as_str().map(str::to_owned))?
+        })
+    });
     retain(object, "volumeMounts", |m| !(name(m).is_some_and(|n| ours.contains(&n)) && path_is_ours(m)));
     if let Some(Value::Array(env)) = object.get_mut("env") {
         for added_name in &added.env {
@@ -127,6 +128,20 @@ mod tests {
                     "volumes": [{"name": "data", "emptyDir": {}}, {"name": "dragonfly-tools", "emptyDir": {}}],
                     "imagePullSecrets": [{"name": "mine"}],
                 },
+            }),
+        ];
+        // A user's mount that happens to carry our tools volume's name comes first: the PATH
+        // prefix is still found from our own mount (a case the property test found).
+        let pods = [
+            pods[0].clone(),
+            pods[1].clone(),
+            json!({
+                "metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "env": [{"name": "PATH", "value": "/usr/bin"}],
+                    "volumeMounts": [{"name": "dragonfly-tools", "mountPath": "/var/run/dragonfly"}],
+                }]},
             }),
         ];
         let configs = [
