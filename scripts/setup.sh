@@ -38,6 +38,7 @@ go_chain() {
   scripts/buildkit.sh
   scripts/dragonfly.sh scheduler
   (cd tests/yaml-oracle && GOFLAGS=-mod=mod go build -o /dev/null .)
+  (cd tests/promlint && GOFLAGS=-mod=mod go build -o /dev/null .)
 }
 
 rust_chain() {

@@ -263,7 +263,13 @@ pub fn serve_args(
     std::fs::write(&config, config_yaml).unwrap();
     ServeArgs {
         config,
-        tls: TlsArgs { tls_cert_file: cert, tls_key_file: key, tls_poll_interval: Duration::from_secs(3600) },
+        tls: TlsArgs::from_arg_matches(&TlsArgs::augment_args(clap::Command::new("t")).get_matches_from([
+            "t".into(),
+            format!("--tls-cert-file={}", cert.display()),
+            format!("--tls-key-file={}", key.display()),
+            "--tls-poll-interval=1h".into(),
+        ]))
+        .unwrap(),
         listen: ListenArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),

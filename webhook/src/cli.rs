@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the mutating admission webhook over HTTPS.
-    Serve(server::ServeArgs),
+    Serve(Box<server::ServeArgs>),
     /// Inject manifests offline (YAML or JSON, one or many documents) and print them.
     Inject(offline::InjectArgs),
     /// Remove an injection from manifests, as each pod's dragonfly.io/injected record says.
@@ -35,7 +35,7 @@ impl Cli {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from);
         match command {
-            Command::Serve(args) => runtime()?.block_on(server::run(args)),
+            Command::Serve(args) => runtime()?.block_on(server::run(*args)),
             Command::Inject(args) => offline::run(args),
             Command::Uninject(args) => offline::run_uninject(args),
             Command::Resolve(args) => runtime()?.block_on(pinning::command::run(args)),

@@ -1014,7 +1014,7 @@ fn a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart(env: &Env) {
 /// buildx bake` built, pulled by digest; the kubelet's probes gate the Service's endpoints and
 /// the API server calls it through the Service (with `failurePolicy: Fail`, so any failed call
 /// refuses a pod). Then a rolling restart while pods keep being admitted: none may fail.
-fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(env: &Env) {
+fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certificate_rotation_fails_no_admission(env: &Env) {
     const RELEASE: &str = "nodewh";
     const NAMESPACE: &str = "dragonfly-node";
     let deployment = format!("deployment/{RELEASE}-dragonfly-injector");
@@ -1030,7 +1030,13 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(
         "image.tag=v1".to_owned(),
         format!("image.digest={digest}"),
         "webhook.failurePolicy=Fail".to_owned(),
-        "tls.mode=generate".to_owned(),
+        // The chart's default mode, the self-managed certificate, with lifetimes short enough
+        // that the scenario sees serving certificates renewed and the CA replaced under load:
+        // a certificate every 20 s, a CA at 60 s.
+        "tls.managed.certValidity=30s".to_owned(),
+        "tls.managed.caValidity=90s".to_owned(),
+        "tls.managed.checkInterval=1s".to_owned(),
+        "tls.managed.propagationDelay=3s".to_owned(),
         format!("tools.image.repository={tools_repository}"),
         "tools.image.tag=v1".to_owned(),
         format!("tools.image.digest={tools_digest}"),
@@ -1045,8 +1051,30 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(
         "webhook.shutdownDelaySeconds=3".to_owned(),
         "webhook.drainTimeoutSeconds=5".to_owned(),
     ];
+    // Published as a chart is: packaged, pushed to the (loopback) registry as an OCI artifact,
+    // and installed from oci://.
+    let version = std::fs::read_to_string(chart.join("Chart.yaml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("version:").map(|v| v.trim().to_owned()))
+        .expect("the chart's version");
+    let packaged = env.work.join("packaged");
+    succeed(Command::new(&helm).arg("package").arg(&chart).arg("--destination").arg(&packaged));
+    let registry_host = env.registry.lock().unwrap().host.clone();
+    let pushed = succeed(
+        Command::new(&helm)
+            .arg("push")
+            .arg(packaged.join(format!("dragonfly-injector-{version}.tgz")))
+            .arg(format!("oci://{registry_host}/charts"))
+            .arg("--plain-http"),
+    );
+    let said = format!("{}{}", String::from_utf8_lossy(&pushed.stdout), String::from_utf8_lossy(&pushed.stderr));
+    assert!(said.contains("Digest: sha256:"), "{said}");
     let mut install = Command::new(&helm);
-    install.args(["install", RELEASE]).arg(&chart).args([
+    install.args(["install", RELEASE]).arg(format!("oci://{registry_host}/charts/dragonfly-injector")).args([
+        "--version",
+        &version,
+        "--plain-http",
         "--namespace",
         NAMESPACE,
         "--create-namespace",
@@ -1120,6 +1148,9 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(
             &probe.to_string(),
         )
     };
+    // The replicas are ready once they serve a certificate and the configuration carries its CA;
+    // the API server learns of that through its watch.
+    wait_for(Duration::from_secs(30), "the first admission through the Service", || admit().status.success());
     for _ in 0..4 {
         let output = admit();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -1161,6 +1192,92 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission(
     );
     assert!(admitted >= 10, "admissions kept coming during the restart: {admitted}");
     eprintln!("e2e: {admitted} admissions during the webhook's rolling restart, none failed");
+
+    // Rotation under load: admissions all along while the replicas renew their serving
+    // certificate and replace the CA (bounded: at most 1,200 admissions, or 4 minutes).
+    let secret_name = format!("{RELEASE}-dragonfly-injector-managed-tls");
+    let stored = || -> (String, String) {
+        let secret: Value =
+            serde_json::from_str(&env.kubectl_ok(&["get", "secret", &secret_name, "-n", NAMESPACE, "-o", "json"]))
+                .unwrap();
+        let decode = |key: &str| {
+            String::from_utf8(
+                base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    secret["data"][key].as_str().unwrap(),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        (decode("ca.crt"), decode("tls.crt"))
+    };
+    let first_ca =
+        |bundle: &str| bundle.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap_or_default().to_owned();
+    let (bundle, _) = stored();
+    let (mut cas, mut leaves) =
+        (std::collections::BTreeSet::from([first_ca(&bundle)]), std::collections::BTreeSet::new());
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (mut admitted, mut refused) = (0, Vec::new());
+    for n in 0..1200 {
+        let output = admit();
+        if output.status.success() {
+            admitted += 1;
+        } else {
+            refused.push(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        if n % 5 == 0 {
+            let (bundle, leaf) = stored();
+            cas.insert(first_ca(&bundle));
+            leaves.insert(leaf);
+        }
+        // Two CAs and, after the switch, certificates from the new one: at least four.
+        if (cas.len() >= 2 && leaves.len() >= 5) || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {} admissions failed while the certificate rotated:\n{}",
+        refused.len(),
+        admitted + refused.len(),
+        refused.join("\n")
+    );
+    assert!(
+        cas.len() >= 2 && leaves.len() >= 5,
+        "rotations seen: {} CAs, {} serving certificates",
+        cas.len(),
+        leaves.len()
+    );
+    // The API server trusts what the Secret says, and so the configuration follows it.
+    let (bundle, _) = stored();
+    let configured = env.kubectl_ok(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        &format!("{RELEASE}-dragonfly-injector"),
+        "-o",
+        "jsonpath={.webhooks[*].clientConfig.caBundle}",
+    ]);
+    for encoded in configured.split_whitespace() {
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), bundle, "every webhook's caBundle is the Secret's bundle");
+    }
+    eprintln!(
+        "e2e: {admitted} admissions while the webhook rotated {} CAs and {} serving certificates, none failed",
+        cas.len(),
+        leaves.len()
+    );
+
+    // Uninstalling takes the Secret too: the webhook configuration owns it.
+    succeed(
+        Command::new(&helm)
+            .args(["uninstall", RELEASE, "--namespace", NAMESPACE, "--kubeconfig"])
+            .arg(&env.plane.kubeconfig),
+    );
+    wait_for(Duration::from_secs(60), "the managed Secret collected after uninstall", || {
+        let output = env.kubectl(&["get", "secret", &secret_name, "-n", NAMESPACE]);
+        !output.status.success() && String::from_utf8_lossy(&output.stderr).contains("NotFound")
+    });
 }
 
 type Scenario = (&'static str, fn(&Env));
@@ -1195,8 +1312,8 @@ fn main() {
             a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart,
         ),
         (
-            "the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission",
-            the_charts_webhook_runs_on_the_node_and_a_rolling_restart_fails_no_admission,
+            "the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certificate_rotation_fails_no_admission",
+            the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certificate_rotation_fails_no_admission,
         ),
         (
             "reinvocation_injects_a_container_another_webhook_adds",

@@ -64,6 +64,7 @@ fn lint_is_clean_in_every_mode() {
     let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
     for values in [
         vec![],
+        vec!["--set", "tls.mode=generate"],
         vec!["--set", "tls.mode=certManager"],
         vec![
             "--set",
@@ -111,7 +112,8 @@ fn the_default_install_has_everything_the_webhook_needs() {
             "MutatingWebhookConfiguration",
             "Pod",
             "PodDisruptionBudget",
-            "Secret",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount"
         ]
@@ -199,7 +201,7 @@ fn webhook_entries_send_only_pods_that_can_be_injected() {
 
 #[test]
 fn the_generated_certificate_is_signed_by_the_ca_bundle_and_names_the_service() {
-    let documents = render(&[]);
+    let documents = render(&["--set", "tls.mode=generate"]);
     let secret = one(&documents, "Secret");
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let ca_bundle = one(&documents, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"].clone();
@@ -243,6 +245,39 @@ fn the_generated_certificate_is_signed_by_the_ca_bundle_and_names_the_service() 
         assert!(names.contains(&format!("DNSName({name})")), "{name} missing from {names:?}");
     }
     assert!(String::from_utf8(key_pem).unwrap().contains("PRIVATE KEY"));
+}
+
+#[test]
+fn the_self_managed_mode_renders_the_same_every_time_and_carries_no_key_material() {
+    // What Argo CD and `helm template | kubectl apply` need: nothing random in the render.
+    let first = template(&[]);
+    assert!(first.status.success());
+    assert_eq!(first.stdout, template(&[]).stdout, "two renders are identical");
+    let generated = template(&["--set", "tls.mode=generate"]);
+    assert_ne!(generated.stdout, template(&["--set", "tls.mode=generate"]).stdout, "unlike the generate mode");
+    let documents = render(&[]);
+    assert!(all(&documents, "Secret").is_empty(), "the webhook makes its own Secret");
+    for webhook in one(&documents, "MutatingWebhookConfiguration")["webhooks"].as_array().unwrap() {
+        assert!(webhook["clientConfig"].get("caBundle").is_none(), "the webhook fills in the caBundle");
+    }
+    let spec = &one(&documents, "Deployment")["spec"]["template"]["spec"];
+    assert!(!spec["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "tls"), "no Secret is mounted");
+    let args: Vec<&str> =
+        spec["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let names = format!("--tls-managed-names={FULLNAME},{FULLNAME}.{NAMESPACE},{FULLNAME}.{NAMESPACE}.svc,{FULLNAME}.{NAMESPACE}.svc.cluster.local");
+    for expected in [
+        names.as_str(),
+        "--tls-managed-ca-validity=43800h",
+        "--tls-managed-cert-validity=2160h",
+        "--tls-managed-check-interval=1m",
+        "--tls-managed-propagation-delay=1m",
+    ] {
+        assert!(args.contains(&expected), "{expected} in {args:?}");
+    }
+    // Without a webhook configuration there is no caBundle to follow.
+    let documents = render(&["--set", "injection.enabled=false"]);
+    let args = one(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(!args.contains("--tls-managed-webhook-configuration") && args.contains("--tls-managed-secret"), "{args}");
 }
 
 #[test]
@@ -301,12 +336,16 @@ fn cert_manager_and_existing_secret_modes() {
 
 #[test]
 fn a_url_replaces_the_service_for_a_webhook_outside_the_cluster() {
-    let documents = render(&["--set", "webhook.url=https://192.0.2.10:9443/mutate"]);
+    let documents = render(&["--set", "webhook.url=https://192.0.2.10:9443/mutate", "--set", "tls.mode=generate"]);
     for webhook in one(&documents, "MutatingWebhookConfiguration")["webhooks"].as_array().unwrap() {
         assert_eq!(webhook["clientConfig"]["url"], "https://192.0.2.10:9443/mutate");
         assert!(webhook["clientConfig"].get("service").is_none());
         assert!(webhook["clientConfig"]["caBundle"].is_string());
     }
+    // Self-managed, the certificate is for the URL's host.
+    let documents = render(&["--set", "webhook.url=https://192.0.2.10:9443/mutate"]);
+    let args = one(&documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    assert!(args.as_array().unwrap().contains(&Value::from("--tls-managed-names=192.0.2.10")), "{args}");
     assert!(!template(&["--set", "webhook.url=http://insecure/mutate"]).status.success(), "only https URLs");
 }
 
@@ -415,7 +454,8 @@ fn the_deployment_is_restricted_probed_and_rolls_on_config_changes() {
     assert_eq!(args[0], "serve");
     for expected in [
         "--config=/etc/dragonfly-injector/config/config.yaml",
-        "--tls-cert-file=/etc/dragonfly-injector/tls/tls.crt",
+        "--tls-managed-secret=df-dragonfly-injector-managed-tls",
+        "--tls-managed-webhook-configuration=df-dragonfly-injector",
         "--listen=0.0.0.0:9443",
         "--admin-listen=0.0.0.0:9090",
         "--shutdown-delay=5s",
@@ -445,12 +485,25 @@ fn rbac_is_the_least_the_webhook_needs() {
         serde_json::json!([
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+                "resourceNames": [FULLNAME], "verbs": ["get", "patch"]},
         ])
     );
     assert_eq!(
-        rules(&render(&["--set", "tools.checkNodeArchitectures=false"])),
+        rules(&render(&["--set", "tools.checkNodeArchitectures=false", "--set", "tls.mode=generate"])),
         serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
     );
+    // The self-managed Secret: read and updated by name; create cannot be limited to a name.
+    let role = one(&render(&[]), "Role").clone();
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [format!("{FULLNAME}-managed-tls")], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        ])
+    );
+    assert!(all(&render(&["--set", "tls.mode=generate"]), "Role").is_empty());
     let binding = one(&render(&[]), "ClusterRoleBinding").clone();
     assert_eq!(
         binding["subjects"][0],

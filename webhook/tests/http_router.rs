@@ -217,6 +217,25 @@ async fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
     for line in plain.lines().filter(|l| l.starts_with("# TYPE ") && l.ends_with(" counter")) {
         assert!(line.contains("_total "), "a counter's TYPE names its samples: {line}");
     }
+    // The linter `promtool check metrics` runs (client_golang's promlint), built from the Go
+    // module proxy: no problem in what a plain scrape returns.
+    let promlint = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("promlint");
+    let built = std::process::Command::new("go")
+        .args(["build", "-mod=mod", "-o"])
+        .arg(&promlint)
+        .arg(".")
+        .current_dir(test_kit::repo_root().join("tests/promlint"))
+        .status()
+        .expect("Go is needed to build promlint (scripts/setup.sh installs it)");
+    assert!(built.success(), "building promlint failed");
+    let linted = test_kit::output_with_stdin(&mut std::process::Command::new(&promlint), plain.as_bytes());
+    assert!(
+        linted.status.success(),
+        "promlint:\n{}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+    assert!(linted.stdout.is_empty());
     let (content_type, open) =
         scrape(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).await;
     assert!(content_type.starts_with("application/openmetrics-text"));

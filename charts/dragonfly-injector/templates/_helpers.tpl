@@ -78,9 +78,23 @@ is its subchart; this chart's values otherwise. */}}
 {{- define "dragonfly-injector.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "secret" -}}
 {{- required "tls.secret.name is required with tls.mode=secret" .Values.tls.secret.name -}}
+{{- else if eq .Values.tls.mode "managed" -}}
+{{- /* Not the generate mode's name: switching modes on upgrade, Helm deletes that Secret. */ -}}
+{{- printf "%s-managed-tls" (include "dragonfly-injector.fullname" .) -}}
 {{- else -}}
 {{- printf "%s-tls" (include "dragonfly-injector.fullname" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The names the serving certificate is for (JSON list): the Service's, or webhook.url's host. */}}
+{{- define "dragonfly-injector.tlsNames" -}}
+{{- $fullname := include "dragonfly-injector.fullname" . -}}
+{{- $service := printf "%s.%s.svc" $fullname .Release.Namespace -}}
+{{- $names := list $fullname (printf "%s.%s" $fullname .Release.Namespace) $service (printf "%s.cluster.local" $service) -}}
+{{- with .Values.webhook.url -}}
+{{- $names = list (urlParse .).hostname -}}
+{{- end -}}
+{{- toJson $names -}}
 {{- end -}}
 
 {{/* Namespaces the API server never sends to the webhook: the configured ones and the release's. */}}

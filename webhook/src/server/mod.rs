@@ -3,6 +3,7 @@
 pub mod admin;
 mod args;
 pub mod https;
+pub mod managed;
 pub mod pool;
 pub mod state;
 pub mod tls;
@@ -52,7 +53,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
     }
 
+    let managed = tls.managed.settings()?;
     let client = cluster.client().await?;
+    let (managed_client, managed_namespace) = (client.clone(), cluster.own_namespace());
     if client.is_none() {
         tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in, the Pod Security check and the node architecture check are off");
     }
@@ -77,15 +80,31 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", listen.admin_listen))?;
     let (webhook_addr, admin_addr) = (webhook_listener.local_addr()?, admin_listener.local_addr()?);
 
-    let reloader = CertReloader {
-        cert_path: tls.tls_cert_file,
-        key_path: tls.tls_key_file,
-        resolver: certificate,
-        provider,
-        metrics: metrics.clone(),
-        poll_interval: tls.tls_poll_interval,
+    let reload_task = match (managed, tls.tls_cert_file, tls.tls_key_file) {
+        (Some(settings), _, _) => {
+            let manager = managed::Manager {
+                settings,
+                namespace: managed_namespace.context("the self-managed TLS mode needs the injector's namespace")?,
+                client: managed_client.context("the self-managed TLS mode needs cluster access")?,
+                resolver: certificate,
+                provider,
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(manager.run())
+        }
+        (None, Some(cert_path), Some(key_path)) => {
+            let reloader = CertReloader {
+                cert_path,
+                key_path,
+                resolver: certificate,
+                provider,
+                metrics: metrics.clone(),
+                poll_interval: tls.tls_poll_interval,
+            };
+            tokio::spawn(reloader.run())
+        }
+        _ => anyhow::bail!("give --tls-cert-file and --tls-key-file, or --tls-managed-secret"),
     };
-    let reload_task = tokio::spawn(reloader.run());
     let (stop_webhook, stop_webhook_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);
     let limits = ConnectionLimits {

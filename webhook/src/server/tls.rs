@@ -20,14 +20,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `cert` and `key` name where each came from: a file's path, or a Secret's key.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read certificate {path}: {reason}")]
-    Certificate { path: PathBuf, reason: String },
-    #[error("cannot read private key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
+    #[error("cannot read certificate {cert}: {reason}")]
+    Certificate { cert: String, reason: String },
+    #[error("cannot read private key {key}: {reason}")]
+    Key { key: String, reason: String },
     #[error("certificate {cert} and key {key} do not form a usable pair: {source}")]
-    Pair { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    Pair { cert: String, key: String, source: rustls::Error },
 }
 
 pub struct LoadedCert {
@@ -41,25 +42,38 @@ type Contents = (Vec<u8>, Vec<u8>);
 
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<Contents, TlsError> {
     let cert_pem = std::fs::read(cert_path)
-        .map_err(|e| TlsError::Certificate { path: cert_path.to_owned(), reason: e.to_string() })?;
-    let key_pem =
-        std::fs::read(key_path).map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Certificate { cert: cert_path.display().to_string(), reason: e.to_string() })?;
+    let key_pem = std::fs::read(key_path)
+        .map_err(|e| TlsError::Key { key: key_path.display().to_string(), reason: e.to_string() })?;
     Ok((cert_pem, key_pem))
 }
 
 pub fn load_pair(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
     let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
-    parse_pair(cert_path, key_path, &cert_pem, &key_pem, provider)
+    let names = Origin::files(cert_path, key_path);
+    parse_pair(&names, &cert_pem, &key_pem, provider)
 }
 
-fn parse_pair(
-    cert_path: &Path,
-    key_path: &Path,
+/// Where a pair came from, for messages.
+pub struct Origin {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Origin {
+    fn files(cert: &Path, key: &Path) -> Origin {
+        Origin { cert: cert.display().to_string(), key: key.display().to_string() }
+    }
+}
+
+/// A pair from PEM bytes, wherever they came from (files, or a Secret in the self-managed mode).
+pub fn parse_pair(
+    origin: &Origin,
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
 ) -> Result<LoadedCert, TlsError> {
-    let cert_error = |reason: String| TlsError::Certificate { path: cert_path.to_owned(), reason };
+    let cert_error = |reason: String| TlsError::Certificate { cert: origin.cert.clone(), reason };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_error(format!("not PEM: {e}")))?;
@@ -67,10 +81,10 @@ fn parse_pair(
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| cert_error(format!("not X.509: {e}")))?;
     let not_after = parsed.validity().not_after.timestamp();
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| TlsError::Key { path: key_path.to_owned(), reason: format!("no private key in PEM: {e}") })?;
+        .map_err(|e| TlsError::Key { key: origin.key.clone(), reason: format!("no private key in PEM: {e}") })?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
-        cert: cert_path.to_owned(),
-        key: key_path.to_owned(),
+        cert: origin.cert.clone(),
+        key: origin.key.clone(),
         source,
     })?;
     Ok(LoadedCert { key: Arc::new(certified), not_after })
@@ -92,6 +106,25 @@ impl CertResolver {
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()
     }
+
+    /// Serves `loaded` from the next handshake on, and says so in the metrics and the log.
+    pub fn install(&self, loaded: LoadedCert, origin: &Origin, metrics: &Metrics) {
+        let first = !self.is_loaded();
+        self.current.store(Some(loaded.key));
+        metrics.certificate_expiry.set(loaded.not_after);
+        metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
+        tracing::info!(cert = %origin.cert, not_after = loaded.not_after, first, "serving certificate loaded");
+    }
+
+    /// A pair that could not be used: counted, and logged as an error until one has loaded.
+    pub fn failed(&self, error: &dyn std::fmt::Display, metrics: &Metrics) {
+        metrics.certificate_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
+        if self.is_loaded() {
+            tracing::warn!(%error, "certificate change not applied; the previous certificate keeps serving");
+        } else {
+            tracing::error!(%error, "no serving certificate yet; not ready until one loads");
+        }
+    }
 }
 
 pub fn server_config(
@@ -109,14 +142,26 @@ pub fn server_config(
 #[derive(Debug, Args)]
 pub struct TlsArgs {
     /// PEM certificate chain; its directory is watched and the pair reloaded on change.
-    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_CERT_FILE")]
-    pub tls_cert_file: PathBuf,
-    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE")]
-    pub tls_key_file: PathBuf,
+    #[arg(
+        long,
+        env = "DRAGONFLY_INJECTOR_TLS_CERT_FILE",
+        required_unless_present = "tls_managed_secret",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE",
+        required_unless_present = "tls_managed_secret",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
     /// Re-read the certificate at least this often, in case the directory watch misses a change
     /// (at least 1s).
     #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_poll_interval, default_value = "10s")]
     pub tls_poll_interval: Duration,
+    #[command(flatten)]
+    pub managed: super::managed::ManagedTlsArgs,
 }
 
 /// A poll interval of at least a second: shorter ones only burn CPU re-reading the files.
@@ -167,15 +212,12 @@ impl CertReloader {
             return false;
         }
         let (cert_pem, key_pem) = &contents;
-        let parsed = parse_pair(&self.cert_path, &self.key_path, cert_pem, key_pem, &self.provider);
+        let origin = Origin::files(&self.cert_path, &self.key_path);
+        let parsed = parse_pair(&origin, cert_pem, key_pem, &self.provider);
         seen.contents = Some(contents);
         match parsed {
             Ok(loaded) => {
-                let first = !self.resolver.is_loaded();
-                self.resolver.current.store(Some(loaded.key));
-                self.metrics.certificate_expiry.set(loaded.not_after);
-                self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "success" }).inc();
-                tracing::info!(cert = %self.cert_path.display(), not_after = loaded.not_after, first, "serving certificate loaded");
+                self.resolver.install(loaded, &origin, &self.metrics);
                 true
             }
             Err(error) => {
@@ -186,12 +228,7 @@ impl CertReloader {
     }
 
     fn failed(&self, error: &TlsError) {
-        self.metrics.certificate_reloads.get_or_create(&ResultLabels { result: "failure" }).inc();
-        if self.resolver.is_loaded() {
-            tracing::warn!(%error, "certificate change not applied; the previous certificate keeps serving");
-        } else {
-            tracing::error!(%error, "no serving certificate yet; not ready until one loads");
-        }
+        self.resolver.failed(error, &self.metrics);
     }
 
     /// Loads the pair now, then follows changes until the task is dropped.
