@@ -67,14 +67,23 @@ fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
         status.mounts.is_empty()
             || (status.mounts.iter().any(|p| p == path) && !added.not_mounted.iter().any(|p| p == path))
     };
-    // The tools directory, where our mount of the whole volume is: the PATH prefix that was
-    // added (a user's mount that happens to use the volume's name is not it).
-    let tools_dir = object.get("volumeMounts").and_then(Value::as_array).and_then(|mounts| {
-        mounts.iter().find_map(|m| {
-            let ours = name(m) == status.tools_volume.as_deref() && m.get("subPath").is_none() && path_is_ours(m);
-            ours.then(|| m.get("mountPath")?.as_str().map(str::to_owned))?
-        })
-    });
+    // The tools directory, the PATH prefix that was added: where the whole tools volume is
+    // mounted at one of our paths. Ours first; a user's mount that happens to use the volume's
+    // name at another of our paths is not it, but one already at the tools path (so not added
+    // by us) is, since PATH was prefixed with it. The PATH value tells the candidates apart.
+    let path_is_planned = |m: &Value| {
+        let path = m.get("mountPath").and_then(Value::as_str).unwrap_or_default();
+        status.mounts.is_empty() || status.mounts.iter().any(|p| p == path)
+    };
+    let mut tools_dirs: Vec<(bool, String)> = object
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| name(m) == status.tools_volume.as_deref() && m.get("subPath").is_none() && path_is_planned(m))
+        .filter_map(|m| Some((!path_is_ours(m), m.get("mountPath")?.as_str()?.to_owned())))
+        .collect();
+    tools_dirs.sort();
     retain(object, "volumeMounts", |m| !(name(m).is_some_and(|n| ours.contains(&n)) && path_is_ours(m)));
     if let Some(Value::Array(env)) = object.get_mut("env") {
         for added_name in &added.env {
@@ -82,13 +91,15 @@ fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
                 env.remove(at);
             }
         }
-        if let (true, Some(dir)) = (added.path_prefixed, tools_dir) {
-            let path = env.iter_mut().find(|e| name(e) == Some("PATH")).and_then(|e| e.get_mut("value"));
-            if let Some(Value::String(value)) = path {
-                if let Some(rest) = value.strip_prefix(&format!("{dir}:")) {
+        let path = env.iter_mut().find(|e| name(e) == Some("PATH")).and_then(|e| e.get_mut("value"));
+        if let (true, Some(Value::String(value))) = (added.path_prefixed, path) {
+            for (_, dir) in &tools_dirs {
+                if let Some(rest) = value.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix(':')) {
                     *value = rest.to_owned();
-                } else if *value == dir {
+                    break;
+                } else if value == dir {
                     value.clear();
+                    break;
                 }
             }
         }
@@ -141,6 +152,16 @@ mod tests {
                     "name": "app",
                     "env": [{"name": "PATH", "value": "/usr/bin"}],
                     "volumeMounts": [{"name": "dragonfly-tools", "mountPath": "/var/run/dragonfly"}],
+                }]},
+            }),
+            // The user's mount of that name is already at the tools path, and PATH is empty: the
+            // prefix is that directory alone (the property test again).
+            json!({
+                "metadata": {"annotations": {"dragonfly.io/inject-p2p": "true"}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "env": [{"name": "PATH", "value": ""}],
+                    "volumeMounts": [{"name": "dragonfly-tools", "mountPath": "/dragonfly/bin"}],
                 }]},
             }),
         ];
