@@ -4,7 +4,9 @@
 
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::{evaluate, undo, NamespaceLabels, Outcome, PodContext, Settings, SkipReason};
+use dragonfly_injector::inject::{
+    evaluate, evaluate_owned, undo, NamespaceLabels, Outcome, PodContext, Settings, SkipReason,
+};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -214,6 +216,10 @@ fn check(pod: &Value, settings: &Settings, labels: &BTreeMap<String, String>) {
         tools_image: "registry.local/tools:v1",
     };
     let decision = evaluate(pod, &context, settings);
+    // The admission path records against a skeleton of what it adds, and must say the same.
+    let owned = evaluate_owned(pod.clone(), &context, settings);
+    assert_eq!((&owned.outcome, &owned.ops, &owned.warnings), (&decision.outcome, &decision.ops, &decision.warnings));
+    assert!(owned.patched.is_none());
     let (Outcome::Injected(_), Some(patched)) = (&decision.outcome, decision.patched) else {
         if decision.outcome == Outcome::Skipped(SkipReason::InvalidPod) {
             assert!(!decision.warnings.is_empty(), "an unreadable pod is explained");

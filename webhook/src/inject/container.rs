@@ -56,7 +56,7 @@ fn env_name(entry: &Value) -> &str {
 /// `apiVersion` to `v1`, and a missing `value` means the empty string.
 fn same_env(existing: &Value, ours: &Value) -> bool {
     fn normal(entry: &Value) -> (Option<&str>, Option<&Value>, Option<&str>) {
-        let field_ref = entry.pointer("/valueFrom/fieldRef");
+        let field_ref = super::patch::walk(entry, "/valueFrom/fieldRef");
         let value = entry.get("value").and_then(Value::as_str).filter(|v| !v.is_empty());
         let api_version = field_ref.map(|r| r.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"));
         let field_path = field_ref.and_then(|r| r.get("fieldPath"));

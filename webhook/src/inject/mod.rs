@@ -174,7 +174,7 @@ pub fn evaluate(pod: &Value, context: &PodContext<'_>, settings: &Settings) -> D
 }
 
 /// As [`evaluate`], for a caller that no longer needs the pod (the admission path): the patch
-/// is recorded on the pod itself instead of on a copy.
+/// is recorded on the pod itself instead of on a copy, and `patched` is `None`.
 pub fn evaluate_owned(pod: Value, context: &PodContext<'_>, settings: &Settings) -> Decision {
     evaluate_cow(Cow::Owned(pod), context, settings)
 }
@@ -194,11 +194,17 @@ fn evaluate_cow(pod: Cow<'_, Value>, context: &PodContext<'_>, settings: &Settin
         return Decision { outcome: Outcome::Unchanged, ops: Vec::new(), patched: None, warnings };
     }
     let status = plan.status.clone();
-    let mut builder = PatchBuilder::new(pod.into_owned());
+    // An owned pod is the admission path's, which never reads the patched pod.
+    let keep = match pod {
+        Cow::Owned(_) => patch::Keep::Skeleton,
+        Cow::Borrowed(_) => patch::Keep::Whole,
+    };
+    let mut builder = PatchBuilder::with_copy(pod.into_owned(), keep);
     match emit::emit(plan, &mut builder) {
         Ok(()) => {
             let (ops, patched) = builder.finish();
-            Decision { outcome: Outcome::Injected(status), ops, patched: Some(patched), warnings }
+            let patched = (keep == patch::Keep::Whole).then_some(patched);
+            Decision { outcome: Outcome::Injected(status), ops, patched, warnings }
         }
         Err(error) => {
             let reason = policy::unreadable(&error, &mut warnings);

@@ -30,18 +30,81 @@ pub fn escape_token(token: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn unescape_token(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
+fn unescape_token(token: &str) -> std::borrow::Cow<'_, str> {
+    if token.contains('~') {
+        token.replace("~1", "/").replace("~0", "~").into()
+    } else {
+        token.into()
+    }
+}
+
+/// An array index token (RFC 6901: digits, no leading zero).
+fn index_token(token: &str) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) || !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// Walks a JSON Pointer. serde_json's `pointer` unescapes every token with two `str::replace`
+/// calls, allocating twice per token: that was an eighth of a large pod's review. This one
+/// allocates only for a token that has an escape in it.
+pub fn walk<'a>(doc: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(doc);
+    }
+    pointer.strip_prefix('/')?.split('/').try_fold(doc, |node, token| match node {
+        Value::Object(map) => map.get(&*unescape_token(token)),
+        Value::Array(items) => items.get(index_token(token)?),
+        _ => None,
+    })
+}
+
+/// As [`walk`], for changing what it finds.
+pub fn walk_mut<'a>(doc: &'a mut Value, pointer: &str) -> Option<&'a mut Value> {
+    if pointer.is_empty() {
+        return Some(doc);
+    }
+    pointer.strip_prefix('/')?.split('/').try_fold(doc, |node, token| match node {
+        Value::Object(map) => map.get_mut(&*unescape_token(token)),
+        Value::Array(items) => items.get_mut(index_token(token)?),
+        _ => None,
+    })
+}
+
+/// What the working copy keeps of an added value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The value itself: the caller wants the patched pod (offline `inject`, the tests).
+    Whole,
+    /// Only what later operations can address: an array's length, an empty object (`metadata`,
+    /// `annotations`, created to be written into). The admission path never reads the patched
+    /// pod, and cloning every added value into it was a tenth of a large pod's review.
+    Skeleton,
+}
+
+fn skeleton(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(vec![Value::Null; items.len()]),
+        Value::Object(map) if map.is_empty() => Value::Object(Default::default()),
+        _ => Value::Null,
+    }
 }
 
 pub struct PatchBuilder {
     doc: Value,
     ops: Vec<PatchOp>,
+    keep: Keep,
 }
 
 impl PatchBuilder {
+    #[cfg(test)]
     pub fn new(doc: Value) -> Self {
-        Self { doc, ops: Vec::new() }
+        Self::with_copy(doc, Keep::Whole)
+    }
+
+    pub fn with_copy(doc: Value, keep: Keep) -> Self {
+        Self { doc, ops: Vec::new(), keep }
     }
 
     #[cfg(test)]
@@ -49,32 +112,29 @@ impl PatchBuilder {
         &self.doc
     }
 
+    fn copy_of(&self, value: &Value) -> Value {
+        match self.keep {
+            Keep::Whole => value.clone(),
+            Keep::Skeleton => skeleton(value),
+        }
+    }
+
     /// Adds an object member, inserts into an array at an index, or appends with `-`.
     pub fn add(&mut self, path: String, value: Value) -> Result<(), PatchError> {
-        self.apply(&path, value.clone(), false)?;
+        self.apply(&path, self.copy_of(&value), false)?;
         self.ops.push(PatchOp::Add { path, value });
         Ok(())
     }
 
     pub fn replace(&mut self, path: String, value: Value) -> Result<(), PatchError> {
-        self.apply(&path, value.clone(), true)?;
+        self.apply(&path, self.copy_of(&value), true)?;
         self.ops.push(PatchOp::Replace { path, value });
         Ok(())
     }
 
-    /// Makes `pointer` an array when it is missing or null; a JSON Patch `add` below a missing
-    /// array fails on the API server ("doc is missing path").
-    pub fn ensure_array(&mut self, pointer: &str) -> Result<(), PatchError> {
-        match self.doc.pointer(pointer) {
-            Some(Value::Array(_)) => Ok(()),
-            None | Some(Value::Null) => self.add(pointer.to_owned(), Value::Array(Vec::new())),
-            Some(_) => Err(PatchError { path: pointer.to_owned(), reason: "not an array" }),
-        }
-    }
-
     /// Makes `pointer` an object when it is missing or null.
     pub fn ensure_object(&mut self, pointer: &str) -> Result<(), PatchError> {
-        match self.doc.pointer(pointer) {
+        match walk(&self.doc, pointer) {
             Some(Value::Object(_)) => Ok(()),
             None | Some(Value::Null) => self.add(pointer.to_owned(), Value::Object(Default::default())),
             Some(_) => Err(PatchError { path: pointer.to_owned(), reason: "not an object" }),
@@ -92,16 +152,33 @@ impl PatchBuilder {
     }
 
     /// A missing (or null) array is added with the value in it: one operation, not an empty
-    /// array and then an item.
+    /// array and then an item. An existing one is walked to once.
     fn insert_at(&mut self, pointer: &str, index: Option<usize>, value: Value) -> Result<(), PatchError> {
-        if matches!(self.doc.pointer(pointer), None | Some(Value::Null)) && index.is_none_or(|i| i == 0) {
-            return self.add(pointer.to_owned(), Value::Array(vec![value]));
-        }
-        self.ensure_array(pointer)?;
-        match index {
-            Some(index) => self.add(format!("{pointer}/{index}"), value),
-            None => self.add(format!("{pointer}/-"), value),
-        }
+        let copy = self.copy_of(&value);
+        let path = match walk_mut(&mut self.doc, pointer) {
+            Some(Value::Array(items)) => match index {
+                Some(index) if index > items.len() => {
+                    return Err(PatchError { path: format!("{pointer}/{index}"), reason: "index out of range" })
+                }
+                Some(index) => {
+                    items.insert(index, copy);
+                    format!("{pointer}/{index}")
+                }
+                None => {
+                    items.push(copy);
+                    format!("{pointer}/-")
+                }
+            },
+            None | Some(Value::Null) if index.is_none_or(|i| i == 0) => {
+                return self.add(pointer.to_owned(), Value::Array(vec![value]));
+            }
+            None | Some(Value::Null) => {
+                return Err(PatchError { path: pointer.to_owned(), reason: "index out of range" })
+            }
+            Some(_) => return Err(PatchError { path: pointer.to_owned(), reason: "not an array" }),
+        };
+        self.ops.push(PatchOp::Add { path, value });
+        Ok(())
     }
 
     pub fn finish(self) -> (Vec<PatchOp>, Value) {
@@ -111,13 +188,13 @@ impl PatchBuilder {
     fn apply(&mut self, path: &str, value: Value, must_exist: bool) -> Result<(), PatchError> {
         let error = |reason| PatchError { path: path.to_owned(), reason };
         let (parent, last) = path.rsplit_once('/').ok_or_else(|| error("not a JSON pointer"))?;
-        let last = unescape_token(last);
-        match self.doc.pointer_mut(parent) {
+        match walk_mut(&mut self.doc, parent) {
             Some(Value::Object(map)) => {
-                if must_exist && !map.contains_key(&last) {
+                let last = unescape_token(last);
+                if must_exist && !map.contains_key(&*last) {
                     return Err(error("replace of a missing member"));
                 }
-                map.insert(last, value);
+                map.insert(last.into_owned(), value);
                 Ok(())
             }
             Some(Value::Array(items)) => {
@@ -125,7 +202,7 @@ impl PatchBuilder {
                     items.push(value);
                     return Ok(());
                 }
-                let index: usize = last.parse().map_err(|_| error("not an array index"))?;
+                let index = index_token(last).ok_or_else(|| error("not an array index"))?;
                 if must_exist {
                     let slot = items.get_mut(index).ok_or_else(|| error("index out of range"))?;
                     *slot = value;
@@ -147,6 +224,56 @@ impl PatchBuilder {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn walks_pointers_as_serde_json_does() {
+        let doc = json!({"a/b": {"c~d": [10, {"": 1}]}, "n": [1, 2], "0": "zero", "e": {"": "empty"}});
+        for pointer in [
+            "",
+            "/a~1b",
+            "/a~1b/c~0d",
+            "/a~1b/c~0d/1",
+            "/a~1b/c~0d/1/",
+            "/n/0",
+            "/n/01",
+            "/n/-",
+            "/n/2",
+            "/0",
+            "/e/",
+            "/missing",
+            "no-slash",
+            "/n/+1",
+            "/a~1b/c~0d/0/x",
+        ] {
+            assert_eq!(walk(&doc, pointer), doc.pointer(pointer), "{pointer:?}");
+            assert_eq!(
+                walk_mut(&mut doc.clone(), pointer).cloned(),
+                doc.clone().pointer_mut(pointer).cloned(),
+                "{pointer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_skeleton_keeps_what_later_operations_address() {
+        let ops = |keep| {
+            let mut builder = PatchBuilder::with_copy(json!({"spec": {"containers": [{"name": "a"}]}}), keep);
+            builder.push("/spec/volumes", json!({"name": "v"})).unwrap();
+            builder.push("/spec/volumes", json!({"name": "w"})).unwrap();
+            builder.insert("/spec/containers/0/env", 0, json!({"name": "X"})).unwrap();
+            builder.insert("/spec/containers/0/env", 1, json!({"name": "Y"})).unwrap();
+            builder.replace("/spec/containers/0/env/1".into(), json!({"name": "Z"})).unwrap();
+            builder.ensure_object("/metadata").unwrap();
+            builder.ensure_object("/metadata/annotations").unwrap();
+            builder.add("/metadata/annotations/k".into(), json!("v")).unwrap();
+            builder.finish()
+        };
+        let (whole, doc) = ops(Keep::Whole);
+        let (skeleton, bones) = ops(Keep::Skeleton);
+        assert_eq!(whole, skeleton);
+        assert_eq!(doc["spec"]["volumes"][1], json!({"name": "w"}));
+        assert_eq!(bones["spec"]["volumes"], json!([null, null]), "lengths, not values");
+    }
 
     #[test]
     fn escapes_slash_and_tilde_in_keys() {
@@ -180,7 +307,8 @@ mod tests {
         let mut builder = PatchBuilder::new(json!({"env": null, "bad": "x"}));
         builder.insert("/env", 0, json!(1)).unwrap();
         assert_eq!(builder.doc()["env"], json!([1]));
-        assert!(builder.ensure_array("/bad").is_err());
+        assert!(builder.push("/bad", json!(1)).is_err());
+        assert!(builder.insert("/missing", 1, json!(1)).is_err(), "index 1 of a missing array");
         assert!(builder.add("/missing/x".into(), json!(1)).is_err());
         assert!(builder.replace("/env/5".into(), json!(1)).is_err());
     }

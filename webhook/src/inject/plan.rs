@@ -58,7 +58,7 @@ fn namespace_allows_socket(context: &PodContext<'_>, settings: &Settings, warnin
 fn names_at<'a>(pod: &'a Value, pointers: &[&str]) -> Vec<&'a str> {
     pointers
         .iter()
-        .filter_map(|pointer| pod.pointer(pointer).and_then(Value::as_array))
+        .filter_map(|pointer| super::patch::walk(pod, pointer).and_then(Value::as_array))
         .flatten()
         .filter_map(|item| item.get("name").and_then(Value::as_str))
         .collect()
@@ -145,7 +145,7 @@ pub fn plan(
         .map(|&i| ("containers", i, i, container_names[i]))
         .chain(init_targets.iter().map(|&i| ("initContainers", i, i + shift, init_names[i])));
     for (list, index, patched_index, name) in targets {
-        if let Some(container) = pod.pointer(&format!("/spec/{list}/{index}")) {
+        if let Some(container) = super::patch::walk(pod, &format!("/spec/{list}/{index}")) {
             let edits = plan_container(container, &shared, warnings);
             let mut now = added_by(&edits, &planned);
             if already.contains(name) {

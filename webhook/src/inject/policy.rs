@@ -192,7 +192,10 @@ fn opted_in(
 fn affinity_excludes_linux(spec: Option<&Value>) -> bool {
     let terms = spec
         .and_then(|s| {
-            s.pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+            super::patch::walk(
+                s,
+                "/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms",
+            )
         })
         .and_then(Value::as_array);
     let Some(terms) = terms.filter(|t| !t.is_empty()) else { return false };
