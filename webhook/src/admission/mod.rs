@@ -4,8 +4,7 @@
 pub mod review;
 
 use crate::inject::{self, Decision, NamespaceLabels, Outcome, PodContext, RequestFacts, Settings, ToolsImage};
-use base64::Engine as _;
-use review::{ResponseOut, ReviewIn, ReviewOut};
+use review::ReviewIn;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,28 +112,19 @@ pub fn review(
         let json = serde_json::to_vec(&decision.ops).expect("patch operations serialise");
         let limit = settings.limits.patch_bytes.0;
         match inject::over_limit("bytes of patch", json.len(), limit, "patchBytes", &mut decision.warnings) {
-            Ok(()) => patch = Some(base64::engine::general_purpose::STANDARD.encode(json)),
+            Ok(()) => patch = Some(json),
             Err(reason) => decision.outcome = Outcome::Skipped(reason),
         }
     }
+    drop(decision.ops);
     let injected = patch.is_some();
     let unpinned = injected && tools_image.unpinned_warning.is_some();
     if let Some(warning) = tools_image.unpinned_warning.as_ref().filter(|_| injected) {
         decision.warnings.push(warning.clone());
     }
     let warnings = decision.warnings;
-    let response = ReviewOut {
-        api_version: review::API_VERSION,
-        kind: review::KIND,
-        response: ResponseOut {
-            uid: &uid,
-            allowed: true,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            warnings: warnings.iter().map(|w| format!("{WARNING_PREFIX}{w}")).collect(),
-        },
-    };
-    let body = serde_json::to_vec(&response).expect("response serialises");
+    let prefixed: Vec<String> = warnings.iter().map(|w| format!("{WARNING_PREFIX}{w}")).collect();
+    let body = review::response_body(&uid, patch.as_deref(), &prefixed);
     let dry_run = request.dry_run.unwrap_or(false);
     let summary = Summary { uid, namespace, pod, outcome: decision.outcome, warnings, dry_run, unpinned };
     Ok(Reviewed { body, summary })
@@ -144,6 +134,7 @@ pub fn review(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use base64::Engine as _;
     use serde_json::json;
 
     fn settings() -> Settings {
