@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The benchmark corpus: AdmissionReviews of pods shaped like what an API server sends for
 Deployment pods, small (~2.5 KB), typical (~7 KB: service-account volume, probes, two dozen env
-vars, a sidecar) and large (20 containers, ~39 KB), each opted in and not.
+vars, a sidecar) and large (20 containers, ~39 KB), each opted in and not; and the typical one
+opted in with the metadata.managedFields a real CREATE review carries (~12 KB).
 
   bench-corpus.py --write DIR   writes DIR/<shape>-<injected|skipped>.json (the committed
                                 webhook/benches/corpus/, read by `cargo bench` and bench-load.sh)
@@ -40,6 +41,25 @@ def pod(containers, env_vars, opted_in, extra_labels=0):
         },
     }
 
+def fields_v1(value):
+    """What the API server records in managedFields for a value it stored: every key as `f:key`,
+    list items with a name as `k:{"name":...}`, leaves as {}."""
+    if isinstance(value, dict):
+        return {f"f:{key}": fields_v1(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return {("k:" + json.dumps({"name": item["name"]}, separators=(",", ":")) if isinstance(item, dict) and "name" in item
+                 else f"i:{i}"): fields_v1(item) for i, item in enumerate(value)}
+    return {}
+
+def with_managed_fields(obj):
+    """The pod as a real API server sends it to admission on CREATE: the field manager has run,
+    so metadata.managedFields lists every field the ReplicaSet controller set."""
+    obj = json.loads(json.dumps(obj))
+    owned = {"metadata": {k: v for k, v in obj["metadata"].items() if k != "annotations"}, "spec": obj["spec"]}
+    obj["metadata"]["managedFields"] = [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                                         "time": "2026-11-30T12:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields_v1(owned)}]
+    return obj
+
 def review(uid, obj):
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
@@ -51,7 +71,7 @@ def review(uid, obj):
 import os
 
 SHAPES = [("small", 1, 2, 0), ("typical", 2, 24, 20), ("large", 20, 15, 10)]
-NAMES = [f"{name}-{kind}" for name, *_ in SHAPES for kind in ("injected", "skipped")]
+NAMES = [f"{name}-{kind}" for name, *_ in SHAPES for kind in ("injected", "skipped")] + ["typical-managed-injected"]
 
 if sys.argv[1] == "--write":
     for name, containers, env_vars, labels in SHAPES:
@@ -60,6 +80,11 @@ if sys.argv[1] == "--write":
             path = os.path.join(sys.argv[2], f"{name}-{'injected' if opted_in else 'skipped'}.json")
             open(path, "w").write(body + "\n")
             print(f"{path}: {len(body)} bytes", file=sys.stderr)
+    # The typical pod again, with the managedFields a real CREATE review carries.
+    body = json.dumps(review("typical-managed", with_managed_fields(pod(2, 24, True, 20))), indent=1)
+    path = os.path.join(sys.argv[2], "typical-managed-injected.json")
+    open(path, "w").write(body + "\n")
+    print(f"{path}: {len(body)} bytes", file=sys.stderr)
 else:
     url, directory = sys.argv[1], sys.argv[2]
     for name in NAMES:

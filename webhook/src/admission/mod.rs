@@ -85,7 +85,7 @@ pub fn review(
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
     let uid = request.uid.filter(|uid| !uid.is_empty()).ok_or(ReviewError::MissingUid)?;
 
-    let object = request.object;
+    let object = request.object.map(|object| object.0);
     let metadata = object.as_ref().and_then(|o| o.get("metadata"));
     let text = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_owned);
     let pod = text("name").or_else(|| text("generateName")).unwrap_or_default();

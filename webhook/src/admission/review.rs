@@ -1,8 +1,9 @@
 //! The wire format of `admission.k8s.io/v1` AdmissionReview, as far as the injector reads it.
 //! `object` stays raw JSON: the patch is computed against it, never against typed structs.
 
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -23,8 +24,99 @@ pub struct RequestIn {
     pub sub_resource: Option<String>,
     pub namespace: Option<String>,
     pub operation: Option<String>,
-    pub object: Option<Value>,
+    pub object: Option<Object>,
     pub dry_run: Option<bool>,
+}
+
+/// The pod as raw JSON, less `metadata.managedFields`. The API server fills that in before
+/// admission (a map of every field each manager set, about as many keys as the spec itself);
+/// nothing here reads it and no operation goes near it, so it is skipped instead of being parsed
+/// into the tree and freed again. Anything that is not an object stays as it is, for the engine
+/// to refuse.
+#[derive(Debug)]
+pub struct Object(pub Value);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Level { metadata: false }).map(Object)
+    }
+}
+
+/// Reads the pod (`metadata: false`) or its metadata (`true`, where managedFields is skipped).
+struct Level {
+    metadata: bool,
+}
+
+impl<'de> de::DeserializeSeed<'de> for Level {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = match (self.metadata, key.as_str()) {
+                (false, "metadata") => map.next_value_seed(Level { metadata: true })?,
+                (true, "managedFields") => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                _ => map.next_value::<Value>()?,
+            };
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +184,35 @@ pub fn response_body(uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_is_read_as_json_less_its_managed_fields() {
+        let pod = serde_json::json!({
+            "kind": "Pod",
+            "metadata": {"name": "p", "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:spec": {}}}],
+                "annotations": {"a": "b"}, "labels": null},
+            "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}], "x": 1.5, "y": -3, "z": true}],
+                "managedFields": "kept: only metadata's is skipped"},
+        });
+        let read: Object = serde_json::from_value(pod.clone()).unwrap();
+        let mut expected = pod;
+        expected["metadata"].as_object_mut().unwrap().shift_remove("managedFields");
+        assert_eq!(read.0, expected);
+        assert_eq!(
+            read.0["metadata"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["name", "annotations", "labels"]
+        );
+        for odd in [
+            serde_json::json!(5),
+            serde_json::json!("pod"),
+            serde_json::json!([1, {"metadata": 2}]),
+            serde_json::json!({"metadata": "x"}),
+        ] {
+            assert_eq!(serde_json::from_value::<Object>(odd.clone()).unwrap().0, odd);
+        }
+        let review: ReviewIn = serde_json::from_str(r#"{"request": {"object": null}}"#).unwrap();
+        assert!(review.request.unwrap().object.is_none());
+    }
 
     #[test]
     fn the_direct_response_is_what_serde_writes() {
