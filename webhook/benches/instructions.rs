@@ -42,7 +42,9 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let (Some(name), Some(count)) = (args.next(), args.next()) else {
         // `cargo bench` runs every bench target without arguments: nothing to measure then.
-        eprintln!("usage: instructions CORPUS-NAME COUNT [ours|value|skim] (see the header of benches/instructions.rs)");
+        eprintln!(
+            "usage: instructions CORPUS-NAME COUNT [ours|value|skim] (see the header of benches/instructions.rs)"
+        );
         return;
     };
     let mode = args.next().unwrap_or_else(|| "ours".into());
