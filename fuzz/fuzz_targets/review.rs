@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     // The pod as the webhook read it (fields it skips may hold JSON that a full parse refuses).
     let read: ReviewIn = serde_json::from_slice(data).expect("a reviewed body parses as a review");
     let request = read.request.expect("a reviewed body has a request");
-    let original = request.object.expect("a patched review carries a pod");
+    let original = request.object.expect("a patched review carries a pod").0;
     let mut pod = original.clone();
     json_patch::patch(&mut pod, &patch).expect("the patch applies to the pod it was computed for");
     for (index, container) in names(&original["spec"]["containers"]).into_iter().enumerate() {
