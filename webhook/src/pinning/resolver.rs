@@ -198,7 +198,8 @@ impl Resolver {
     /// resolution: when the tag still points there, the index is not fetched again.
     pub async fn resolve(&self, image: &str, known: Option<&Resolved>) -> Result<Resolved, ResolveError> {
         let parts = ImageParts::parse(image).map_err(|error| ResolveError::NotFound(error.to_string()))?;
-        let reference: Reference = image.parse().map_err(|e| ResolveError::NotFound(format!("{image}: {e}")))?;
+        // Built from the parts: parsing with oci-client would compile its reference regex first.
+        let reference: Reference = parts.reference();
         let auth = self.credentials.auth_for(reference.resolve_registry());
         let digest = self.bounded(self.client.fetch_manifest_digest(&reference, &auth)).await?;
         if let Some(known) = known.filter(|k| k.digest == digest) {
