@@ -24,22 +24,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::hint::black_box;
 
-// The serve binary's allocator and options (src/main.rs), so that these counts are its.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[used]
-#[unsafe(link_section = ".init_array")]
-static ALLOCATOR_OPTIONS: extern "C" fn() = allocator_options;
-
-extern "C" fn allocator_options() {
-    // SAFETY: as in src/main.rs.
-    unsafe {
-        libmimalloc_sys::mi_option_set(4, 0);
-        libmimalloc_sys::mi_option_set(15, 0);
-    }
-}
-
 /// What the skim floor reads: the request's uid, borrowed; nothing else is kept.
 #[derive(Deserialize)]
 struct Skim<'a> {

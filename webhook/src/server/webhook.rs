@@ -204,9 +204,7 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
 const TRIM_AFTER_BYTES: usize = 512 * 1024;
 
 /// Returns freed heap to the system: glibc keeps it in its arenas after a large review, and the
-/// process would sit at its peak until the pod's memory limit. This is for glibc's allocator
-/// (the library's users, the tests); the serve binary's mimalloc is set to purge freed pages at
-/// once (src/main.rs), so there this finds little to do.
+/// process would sit at its peak until the pod's memory limit.
 fn give_memory_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
