@@ -19,6 +19,47 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+# The client's source with the smallest changes that build it where it does not build as locked
+# (linux/arm/v7, ppc64le, s390x), unpacked into DIR. images/README.md lists each change with its
+# upstream cause; the lock file keeps every other version, and the build log shows cargo's
+# changes to it.
+#   - x509-parser 0.15.1 (through rcgen 0.12.1) asks for ring 0.16, which has no s390x or
+#     ppc64le support: ring 0.17, which has, with the same verification API.
+#   - mappings 0.5.0 (through jemalloc_pprof) gives a u32 where it keeps a u64 on 32-bit targets:
+#     widened with u64::from.
+patched_client_source() {
+  local dir=$1 lock
+  mkdir -p "$dir"
+  fetch_crate dragonfly-client "$DRAGONFLY_CLIENT_VERSION" "$(index_checksum dragonfly-client "$DRAGONFLY_CLIENT_VERSION")" "$dir"
+  lock="$dir/dragonfly-client-$DRAGONFLY_CLIENT_VERSION/Cargo.lock"
+  fetch_crate x509-parser 0.15.1 "$(lock_checksum "$lock" x509-parser 0.15.1)" "$dir"
+  fetch_crate mappings 0.5.0 "$(lock_checksum "$lock" mappings 0.5.0)" "$dir"
+  sed -i '/^\[dependencies.ring\]$/,/^$/ s/^version = "0.16.11"$/version = "0.17"/' "$dir/x509-parser-0.15.1/Cargo.toml"
+  grep -q '^version = "0.17"$' "$dir/x509-parser-0.15.1/Cargo.toml" || die "x509-parser 0.15.1: ring line not found"
+  sed -i 's/file_offset: ph.p_offset,/file_offset: u64::from(ph.p_offset),/' "$dir/mappings-0.5.0/src/lib.rs"
+  grep -q 'u64::from(ph.p_offset)' "$dir/mappings-0.5.0/src/lib.rs" || die "mappings 0.5.0: line not found"
+  # A path dependency's lints are not capped as a registry one's are, and x509-parser denies
+  # `unused_qualifications`, which today's compiler finds seven of: warnings, as from the registry.
+  sed -i 's/^#!\[deny(/#![warn(/' "$dir/x509-parser-0.15.1/src/lib.rs" "$dir/mappings-0.5.0/src/lib.rs"
+  cat >>"$dir/dragonfly-client-$DRAGONFLY_CLIENT_VERSION/Cargo.toml" <<'TOML'
+
+[patch.crates-io]
+x509-parser = { path = "../x509-parser-0.15.1" }
+mappings = { path = "../mappings-0.5.0" }
+TOML
+  # cargo swaps the two packages in the lock file (and drops ring 0.16 with what only it used);
+  # every other entry stays, and the build then runs --locked on it.
+  cp "$lock" "$dir/Cargo.lock.upstream"
+  (cd "$(dirname "$lock")" && cargo metadata --format-version 1 >/dev/null)
+  log "dragonfly-client's lock file as built (< upstream, > patched):"
+  diff "$dir/Cargo.lock.upstream" "$lock" >&2 || true
+}
+
+# Platforms where the client builds only from patched_client_source.
+needs_patched_client() {
+  case "$1" in linux/arm/v7 | linux/ppc64le | linux/s390x) return 0 ;; *) return 1 ;; esac
+}
+
 build_client() {
   local profile=test platforms=()
   while [ $# -gt 0 ]; do
@@ -60,6 +101,11 @@ build_client() {
         fi
         args=(install dragonfly-client --version "$DRAGONFLY_CLIENT_VERSION" --locked --target "$triple"
           --root "$work/root")
+        if needs_patched_client "$platform"; then
+          [ -d "$work/src" ] || { rm -rf "$work/src.tmp" && patched_client_source "$work/src.tmp" && mv "$work/src.tmp" "$work/src"; }
+          args=(install --path "$work/src/dragonfly-client-$DRAGONFLY_CLIENT_VERSION" --locked --target "$triple"
+            --root "$work/root")
+        fi
         for bin in "${bins[@]}"; do args+=(--bin "$bin"); done
         if [ "$platform" = linux/amd64 ]; then
           # rustup's compiler builds the native target; Debian's rustc-web the foreign ones.

@@ -137,6 +137,38 @@ rust_web_cargo() {
   fi
 }
 
+# fetch_crate NAME VERSION SHA256 DIR: downloads a crate from the registry's own download
+# endpoint, as cargo does, checks its SHA-256 and unpacks it into DIR/NAME-VERSION.
+fetch_crate() {
+  local name=$1 version=$2 sum=$3 dir=$4 dl file
+  [ -n "$sum" ] || die "no checksum for $name $version"
+  dl=$(curl -fsSL https://index.crates.io/config.json | sed -n 's/.*"dl": *"\([^"]*\)".*/\1/p')
+  file="$dir/$name-$version.crate"
+  curl -fsSL -o "$file" "$dl/$name/$version/download"
+  echo "$sum  $file" | sha256sum -c --quiet - || die "$name $version: checksum mismatch"
+  tar -xzf "$file" -C "$dir"
+  rm -f "$file"
+}
+
+# The SHA-256 the registry index gives for a crate version.
+index_checksum() {
+  local name=$1 version=$2 path
+  case ${#name} in
+    1) path=1/$name ;; 2) path=2/$name ;; 3) path=3/${name:0:1}/$name ;;
+    *) path=${name:0:2}/${name:2:2}/$name ;;
+  esac
+  curl -fsSL "https://index.crates.io/$path" | grep -E "\"vers\": ?\"$version\"" |
+    sed -nE 's/.*"cksum": ?"([0-9a-f]{64})".*/\1/p'
+}
+
+# The SHA-256 a Cargo.lock gives for a crate version.
+lock_checksum() {
+  awk -v n="$2" -v v="$3" '$0 == "name = \"" n "\"" {m = 1; next}
+    m && $0 == "version = \"" v "\"" {f = 1; next}
+    f && /^checksum = / {gsub(/"/, "", $3); print $3; exit}
+    /^$/ {m = 0; f = 0}' "$1"
+}
+
 # The directory where scripts/dragonfly.sh caches the Dragonfly client's binaries for a
 # platform and profile ("test": fast to build; "release": what the tools image ships). The test
 # profile's name carries its flags, so a change of them builds anew.
