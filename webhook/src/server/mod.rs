@@ -48,14 +48,13 @@ pub struct Running {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs { config: config_path, tls, listen, cluster, shutdown, reviews, connections } = args;
     let config = Config::load(&config_path)?;
-    let settings = Settings::new(&config, cluster.own_namespace().as_deref());
+    let own_namespace = cluster.own_namespace();
+    let settings = Settings::new(&config, own_namespace.as_deref());
     if settings.socket.as_ref().is_some_and(|s| s.file_only) {
         tracing::warn!(path = %config.socket.path, "the socket's directory is shared with the host; mounting the socket file alone, which goes stale when dfdaemon restarts");
     }
 
-    let managed = tls.managed.settings()?;
     let client = cluster.client().await?;
-    let (managed_client, managed_namespace) = (client.clone(), cluster.own_namespace());
     if client.is_none() {
         tracing::warn!("no cluster access (not in a cluster, no --kubeconfig): namespace-label opt-in, the Pod Security check and the node architecture check are off");
     }
@@ -64,6 +63,19 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::default());
     metrics.register_known(&webhook::request_labels(), &pinning::resolver::ResolveError::LABELS);
     let certificate = Arc::new(CertResolver::default());
+    // The self-managed certificate's settings, client and namespace, refused before anything
+    // is bound when it cannot work.
+    let managed = match tls.managed.settings()? {
+        Some(settings) => Some(managed::Manager {
+            settings,
+            namespace: own_namespace.context("the self-managed TLS mode needs the injector's namespace")?,
+            client: client.clone().context("the self-managed TLS mode needs cluster access")?,
+            resolver: certificate.clone(),
+            provider: provider.clone(),
+            metrics: metrics.clone(),
+        }),
+        None => None,
+    };
     let (tools_image, pin_task) =
         pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))
             .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
@@ -81,17 +93,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let (webhook_addr, admin_addr) = (webhook_listener.local_addr()?, admin_listener.local_addr()?);
 
     let reload_task = match (managed, tls.tls_cert_file, tls.tls_key_file) {
-        (Some(settings), _, _) => {
-            let manager = managed::Manager {
-                settings,
-                namespace: managed_namespace.context("the self-managed TLS mode needs the injector's namespace")?,
-                client: managed_client.context("the self-managed TLS mode needs cluster access")?,
-                resolver: certificate,
-                provider,
-                metrics: metrics.clone(),
-            };
-            tokio::spawn(manager.run())
-        }
+        (Some(manager), _, _) => tokio::spawn(manager.run()),
         (None, Some(cert_path), Some(key_path)) => {
             let reloader = CertReloader {
                 cert_path,

@@ -201,7 +201,7 @@ impl CertReloader {
             Err(error) => {
                 let message = error.to_string();
                 if seen.read_error.as_ref() != Some(&message) {
-                    self.failed(&error);
+                    self.resolver.failed(&error, &self.metrics);
                     seen.read_error = Some(message);
                 }
                 return false;
@@ -221,14 +221,10 @@ impl CertReloader {
                 true
             }
             Err(error) => {
-                self.failed(&error);
+                self.resolver.failed(&error, &self.metrics);
                 false
             }
         }
-    }
-
-    fn failed(&self, error: &TlsError) {
-        self.resolver.failed(error, &self.metrics);
     }
 
     /// Loads the pair now, then follows changes until the task is dropped.

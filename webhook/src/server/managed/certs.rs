@@ -56,10 +56,6 @@ impl Material {
         self.cas.iter().map(|(pem, _)| pem.as_str()).collect()
     }
 
-    pub fn newest_ca(&self) -> Pair {
-        Pair { cert: self.cas[0].0.clone(), key: self.ca_key.clone() }
-    }
-
     /// The CAs not yet expired at `now`.
     pub fn unexpired_cas(&self, now: i64) -> Vec<(String, Window)> {
         self.cas.iter().filter(|(_, window)| !window.expired(now)).cloned().collect()
@@ -85,8 +81,9 @@ fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
-/// A new CA named after `name` and the time, so that each generation has its own subject.
-pub fn new_ca(name: &str, lifetime: Duration, now: i64) -> Result<Pair, IssueError> {
+/// A new CA named after `name` and the time, so that each generation has its own subject, with
+/// its validity as [`read`] will see it.
+pub fn new_ca(name: &str, lifetime: Duration, now: i64) -> Result<(Pair, Window), IssueError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
@@ -94,9 +91,10 @@ pub fn new_ca(name: &str, lifetime: Duration, now: i64) -> Result<Pair, IssueErr
     params.distinguished_name = subject;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, now, now.saturating_add(seconds(lifetime)))?;
+    let not_after = now.saturating_add(seconds(lifetime));
+    validity(&mut params, now, not_after)?;
     let cert = params.self_signed(&key)?;
-    Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
+    Ok((Pair { cert: cert.pem(), key: key.serialize_pem() }, Window { issued: now, not_after }))
 }
 
 /// A serving certificate for `names` (DNS names, or IP addresses) from `ca`, ending no later
@@ -131,7 +129,9 @@ pub fn new_leaf(
     Ok(Pair { cert: cert.pem(), key: key.serialize_pem() })
 }
 
-/// The validity of a PEM certificate this module made.
+/// The validity of a PEM certificate this module made, read back: the tests' check on what
+/// [`new_ca`] returns.
+#[cfg(test)]
 pub fn window_of(pem: &str) -> Result<Window, String> {
     let der = der_blocks(pem)?.into_iter().next().ok_or("no CERTIFICATE block")?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| format!("not X.509: {e}"))?;
@@ -232,8 +232,8 @@ mod tests {
     }
 
     fn material(now: i64) -> Material {
-        let ca = new_ca("test", Duration::from_secs(900), now).unwrap();
-        let ca_window = window_of(&ca.cert).unwrap();
+        let (ca, ca_window) = new_ca("test", Duration::from_secs(900), now).unwrap();
+        assert_eq!(window_of(&ca.cert).unwrap(), ca_window, "the window returned is the certificate's");
         let leaf = new_leaf(&ca, ca_window, &names(), Duration::from_secs(300), now).unwrap();
         Material { cas: vec![(ca.cert, ca_window)], ca_key: ca.key, leaf }
     }
@@ -274,9 +274,9 @@ mod tests {
     fn a_leaf_from_an_older_ca_and_other_names_are_told_apart() {
         let now = 1_800_000_000;
         let old = material(now);
-        let new_ca = new_ca("test", Duration::from_secs(900), now + 1).unwrap();
+        let (new_ca, new_window) = new_ca("test", Duration::from_secs(900), now + 1).unwrap();
         let rotated = Material {
-            cas: vec![(new_ca.cert.clone(), window_of(&new_ca.cert).unwrap()), old.cas[0].clone()],
+            cas: vec![(new_ca.cert.clone(), new_window), old.cas[0].clone()],
             ca_key: new_ca.key,
             leaf: old.leaf.clone(),
         };
@@ -304,8 +304,8 @@ mod tests {
     #[test]
     fn the_leaf_never_outlives_its_ca() {
         let now = 1_800_000_000;
-        let ca = new_ca("test", Duration::from_secs(100), now).unwrap();
-        let leaf = new_leaf(&ca, window_of(&ca.cert).unwrap(), &names(), Duration::from_secs(1000), now).unwrap();
+        let (ca, ca_window) = new_ca("test", Duration::from_secs(100), now).unwrap();
+        let leaf = new_leaf(&ca, ca_window, &names(), Duration::from_secs(1000), now).unwrap();
         assert_eq!(window_of(&leaf.cert).unwrap().not_after, now + 100);
     }
 }

@@ -292,43 +292,34 @@ impl Manager {
     /// The Secret's new contents for `step`, or `None` when nothing is to be written.
     fn apply(&self, step: Step, material: Option<&Material>, now: i64) -> Result<Option<Material>, ManagedTlsError> {
         let settings = &self.settings;
-        let new_ca = || -> Result<(String, plan::Window, String), ManagedTlsError> {
-            let ca = certs::new_ca(&settings.secret, settings.ca_validity, now)?;
-            let window = certs::window_of(&ca.cert).map_err(|e| ManagedTlsError::Settings(e.to_string()))?;
-            Ok((ca.cert, window, ca.key))
+        // A new CA in front of the older ones that have not expired, and its key.
+        let rotate = |material: Option<&Material>| -> Result<_, ManagedTlsError> {
+            let (ca, window) = certs::new_ca(&settings.secret, settings.ca_validity, now)?;
+            let mut cas = vec![(ca.cert, window)];
+            cas.extend(material.map(|m| m.unexpired_cas(now)).unwrap_or_default());
+            Ok((cas, ca.key))
         };
-        let older = |material: Option<&Material>| material.map(|m| m.unexpired_cas(now)).unwrap_or_default();
+        // A serving certificate from the first (newest) of `cas`, whose key is `ca_key`.
+        let leaf = |cas: &[(String, plan::Window)], ca_key: &str| {
+            let ca = Pair { cert: cas[0].0.clone(), key: ca_key.to_owned() };
+            certs::new_leaf(&ca, cas[0].1, &settings.names, settings.cert_validity, now)
+        };
         Ok(match (step, material) {
             (Step::Keep | Step::Wait, _) => None,
             (Step::Start, _) | (_, None) => {
-                let (cert, window, key) = new_ca()?;
-                let ca = Pair { cert: cert.clone(), key: key.clone() };
-                let leaf = certs::new_leaf(&ca, window, &settings.names, settings.cert_validity, now)?;
-                let mut cas = vec![(cert, window)];
-                cas.extend(older(material));
-                Some(Material { cas, ca_key: key, leaf })
+                let (cas, ca_key) = rotate(material)?;
+                let leaf = leaf(&cas, &ca_key)?;
+                Some(Material { cas, ca_key, leaf })
             }
             (Step::NewCa, Some(material)) => {
-                let (cert, window, key) = new_ca()?;
-                let mut cas = vec![(cert, window)];
-                cas.extend(older(Some(material)));
-                Some(Material { cas, ca_key: key, leaf: material.leaf.clone() })
+                let (cas, ca_key) = rotate(Some(material))?;
+                Some(Material { cas, ca_key, leaf: material.leaf.clone() })
             }
             (Step::NewLeaf, Some(material)) => {
-                let leaf = certs::new_leaf(
-                    &material.newest_ca(),
-                    material.cas[0].1,
-                    &settings.names,
-                    settings.cert_validity,
-                    now,
-                )?;
-                Some(Material { leaf, ..material.clone() })
+                Some(Material { leaf: leaf(&material.cas, &material.ca_key)?, ..material.clone() })
             }
-            (Step::Prune, Some(material)) => {
-                let mut cas = vec![material.cas[0].clone()];
-                cas.extend(material.cas[1..].iter().filter(|(_, w)| !w.expired(now)).cloned());
-                Some(Material { cas, ..material.clone() })
-            }
+            // The newest CA is current here (else the step would be Start): only older ones go.
+            (Step::Prune, Some(material)) => Some(Material { cas: material.unexpired_cas(now), ..material.clone() }),
         })
     }
 
