@@ -46,6 +46,10 @@ fn name(item: &Value) -> Option<&str> {
     item.get("name").and_then(Value::as_str)
 }
 
+fn mount_path(mount: &Value) -> &str {
+    mount.get("mountPath").and_then(Value::as_str).unwrap_or_default()
+}
+
 /// Keeps the items of the list at `key` that `keep` accepts; drops the key when none is left.
 fn retain(object: &mut Map<String, Value>, key: &str, keep: impl Fn(&Value) -> bool) {
     if let Some(Value::Array(items)) = object.get_mut(key) {
@@ -60,21 +64,17 @@ fn undo_container(container: &mut Value, status: &Status, ours: &[&str]) {
     let Some(object) = container.as_object_mut() else { return };
     let added =
         object.get("name").and_then(Value::as_str).and_then(|n| status.added.get(n)).cloned().unwrap_or_default();
-    // Ours: a mount of our volumes at one of our paths that this container did get. Records
-    // from before paths were kept name no paths: every mount of our volumes is ours then.
+    // Planned: a mount at one of our paths. Records from before paths were kept name no paths:
+    // every mount of our volumes is at a planned path then.
+    let path_is_planned = |m: &Value| status.mounts.is_empty() || status.mounts.iter().any(|p| p == mount_path(m));
+    // Ours: one this container did get (not one it already had at that path).
     let path_is_ours = |m: &Value| {
-        let path = m.get("mountPath").and_then(Value::as_str).unwrap_or_default();
-        status.mounts.is_empty()
-            || (status.mounts.iter().any(|p| p == path) && !added.not_mounted.iter().any(|p| p == path))
+        path_is_planned(m) && (status.mounts.is_empty() || !added.not_mounted.iter().any(|p| p == mount_path(m)))
     };
     // The tools directory, the PATH prefix that was added: where the whole tools volume is
     // mounted at one of our paths. Ours first; a user's mount that happens to use the volume's
     // name at another of our paths is not it, but one already at the tools path (so not added
     // by us) is, since PATH was prefixed with it. The PATH value tells the candidates apart.
-    let path_is_planned = |m: &Value| {
-        let path = m.get("mountPath").and_then(Value::as_str).unwrap_or_default();
-        status.mounts.is_empty() || status.mounts.iter().any(|p| p == path)
-    };
     let mut tools_dirs: Vec<(bool, String)> = object
         .get("volumeMounts")
         .and_then(Value::as_array)
