@@ -214,16 +214,7 @@ impl Env {
         let secret: Value =
             serde_json::from_str(&stored(&["get", "secret", "webhook-tls", "-n", RELEASE_NAMESPACE, "-o", "json"]))
                 .unwrap();
-        let decode = |key: &str| {
-            String::from_utf8(
-                base64::Engine::decode(
-                    &base64::engine::general_purpose::STANDARD,
-                    secret["data"][key].as_str().unwrap(),
-                )
-                .unwrap(),
-            )
-            .unwrap()
-        };
+        let decode = |key: &str| base64_text(secret["data"][key].as_str().unwrap());
         let certs_dir = work.join("certs");
         std::fs::create_dir_all(&certs_dir).unwrap();
         let certs = KubeletDir::new(
@@ -327,6 +318,11 @@ impl Env {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// The text a base64 field (a Secret's data, a caBundle) holds.
+fn base64_text(encoded: &str) -> String {
+    String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap()).unwrap()
 }
 
 fn pod(name: &str, annotations: Value) -> Value {
@@ -1200,16 +1196,7 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certificate_rota
         let secret: Value =
             serde_json::from_str(&env.kubectl_ok(&["get", "secret", &secret_name, "-n", NAMESPACE, "-o", "json"]))
                 .unwrap();
-        let decode = |key: &str| {
-            String::from_utf8(
-                base64::Engine::decode(
-                    &base64::engine::general_purpose::STANDARD,
-                    secret["data"][key].as_str().unwrap(),
-                )
-                .unwrap(),
-            )
-            .unwrap()
-        };
+        let decode = |key: &str| base64_text(secret["data"][key].as_str().unwrap());
         (decode("ca.crt"), decode("tls.crt"))
     };
     let first_ca =
@@ -1259,8 +1246,7 @@ fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certificate_rota
         "jsonpath={.webhooks[*].clientConfig.caBundle}",
     ]);
     for encoded in configured.split_whitespace() {
-        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
-        assert_eq!(String::from_utf8(decoded).unwrap(), bundle, "every webhook's caBundle is the Secret's bundle");
+        assert_eq!(base64_text(encoded), bundle, "every webhook's caBundle is the Secret's bundle");
     }
     eprintln!(
         "e2e: {admitted} admissions while the webhook rotated {} CAs and {} serving certificates, none failed",
