@@ -2,7 +2,7 @@
 //! `object` stays raw JSON: the patch is computed against it, never against typed structs.
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -127,30 +127,6 @@ pub struct GroupVersionKind {
     pub kind: String,
 }
 
-/// The response's wire form, as serde would write it: [`response_body`] writes the same bytes
-/// directly, and the tests hold the two equal.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReviewOut<'a> {
-    pub api_version: &'static str,
-    pub kind: &'static str,
-    pub response: ResponseOut<'a>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResponseOut<'a> {
-    pub uid: &'a str,
-    pub allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<&'static str>,
-    /// Base64 of the JSON Patch document.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
 /// The AdmissionReview response for `uid`, allowed, with the JSON Patch `patch` (base64-encoded
 /// here, straight into the body) and `warnings`. Written directly rather than through a struct:
 /// serde would first build the base64 string, then scan all of it for characters to escape,
@@ -184,6 +160,31 @@ pub fn response_body(uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
+
+    /// The response's wire form, as serde would write it: [`response_body`] writes the same bytes
+    /// directly, and the tests hold the two equal.
+    #[derive(Debug, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReviewOut<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        response: ResponseOut<'a>,
+    }
+
+    #[derive(Debug, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ResponseOut<'a> {
+        uid: &'a str,
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        /// Base64 of the JSON Patch document.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    }
 
     #[test]
     fn the_object_is_read_as_json_less_its_managed_fields() {
