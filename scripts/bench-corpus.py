@@ -6,7 +6,10 @@ opted in with the metadata.managedFields a real CREATE review carries (~12 KB).
 
   bench-corpus.py --write DIR   writes DIR/<shape>-<injected|skipped>.json (the committed
                                 webhook/benches/corpus/, read by `cargo bench` and bench-load.sh)
-  bench-corpus.py URL DIR       prints vegeta JSON targets for URL from the files in DIR"""
+  bench-corpus.py URL DIR [ANNOTATION]
+                                prints vegeta JSON targets for URL from the files in DIR, with
+                                the opt-in annotation renamed to ANNOTATION if given (another
+                                injector's, for a load run beside it)"""
 import base64, json, sys
 
 def container(name, env_vars):
@@ -87,8 +90,13 @@ if sys.argv[1] == "--write":
     print(f"{path}: {len(body)} bytes", file=sys.stderr)
 else:
     url, directory = sys.argv[1], sys.argv[2]
+    annotation = sys.argv[3] if len(sys.argv) > 3 else None
     for name in NAMES:
+        obj = json.load(open(os.path.join(directory, f"{name}.json")))
+        annotations = obj["request"]["object"]["metadata"]["annotations"]
+        if annotation and "dragonfly.io/inject-p2p" in annotations:
+            annotations[annotation] = annotations.pop("dragonfly.io/inject-p2p")
         # Compact, as the API server sends it.
-        body = json.dumps(json.load(open(os.path.join(directory, f"{name}.json"))), separators=(",", ":")).encode()
+        body = json.dumps(obj, separators=(",", ":")).encode()
         print(json.dumps({"method": "POST", "url": url, "body": base64.b64encode(body).decode(),
                           "header": {"Content-Type": ["application/json"]}}))

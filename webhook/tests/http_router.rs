@@ -105,6 +105,23 @@ async fn native_sidecars_and_unknown_fields_survive_byte_for_byte() {
     assert_eq!(path["value"], "/dragonfly/bin:/opt/app/bin:/usr/bin:/bin");
 }
 
+/// Small reviews run on the async worker, larger ones on the blocking threads: both give the
+/// same, complete answer.
+#[tokio::test]
+async fn reviews_on_either_side_of_the_inline_size_are_injected_alike() {
+    let state = state();
+    for size in [0, webhook::INLINE_REVIEW_BYTES] {
+        let mut pod = fixture("pod-annotated.json");
+        pod["metadata"]["annotations"]["padding"] = json!("x".repeat(size));
+        let body_len = serde_json::to_vec(&review_for(&pod, "apps", "uid-1")).unwrap().len();
+        assert_eq!(body_len > webhook::INLINE_REVIEW_BYTES, size > 0);
+        let (injected, response) = inject_twice(&state, &pod, "apps").await;
+        assert_eq!(response["response"]["allowed"], true);
+        assert_eq!(injected["metadata"]["annotations"]["padding"].as_str().map(str::len), Some(size));
+        assert!(injected["spec"]["initContainers"][0]["name"].is_string(), "injected: {injected}");
+    }
+}
+
 #[tokio::test]
 async fn a_pod_that_did_not_opt_in_is_allowed_untouched() {
     let (status, response) = mutate(&state(), &review_for(&fixture("pod-from-replicaset.json"), "web", "u")).await;

@@ -1,8 +1,9 @@
-//! Where reviews run: on tokio's blocking threads, at most `concurrency` at a time, so a costly
-//! review never holds the async workers that accept connections, finish TLS handshakes and answer
-//! the probes. Requests beyond the running ones wait in a bounded queue; when that is full the
-//! webhook answers 503 at once (the API server then applies the webhook's failurePolicy) instead
-//! of letting memory and latency grow without bound.
+//! How many reviews run at once: at most `concurrency`. Reviews of large bodies run on tokio's
+//! blocking threads, so a costly review never holds the async workers that accept connections,
+//! finish TLS handshakes and answer the probes; the common small ones run where their body was
+//! read (`webhook::INLINE_REVIEW_BYTES`). Requests beyond the running ones wait in a bounded
+//! queue; when that is full the webhook answers 503 at once (the API server then applies the
+//! webhook's failurePolicy) instead of letting memory and latency grow without bound.
 //!
 //! Request bodies are held against a byte budget shared by all connections, reserved by their
 //! declared length before they are read and for at most the body timeout, so slow or stalled

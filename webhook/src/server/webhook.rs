@@ -137,23 +137,27 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
         )
             .into_response();
     };
-    let worker = state.clone();
-    let large = body.len() > TRIM_AFTER_BYTES;
-    let reviewed = tokio::task::spawn_blocking(move || {
+    let result = if body.len() <= INLINE_REVIEW_BYTES {
         let _permit = permit;
-        let lookup = |namespace: &str| worker.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
-        let result = admission::review(&body, &worker.settings, &tools, &lookup);
-        drop(body);
-        if large {
-            give_memory_back();
+        review(&state, &body, &tools)
+    } else {
+        let worker = state.clone();
+        let large = body.len() > TRIM_AFTER_BYTES;
+        let reviewed = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let result = review(&worker, &body, &tools);
+            drop(body);
+            if large {
+                give_memory_back();
+            }
+            result
+        })
+        .await;
+        match reviewed {
+            Ok(result) => result,
+            // The panic guard around the router turns this into a 500, a log line and a metric.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
-        result
-    })
-    .await;
-    let result = match reviewed {
-        Ok(result) => result,
-        // The panic guard around the router turns this into a 500, a log line and a metric.
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
     };
     let elapsed = started.elapsed();
     let _entered = span.enter();
@@ -198,6 +202,22 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
             (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response()
         }
     }
+}
+
+/// Reviews of bodies up to this size run on the async worker that read them. Handing every review
+/// to a blocking thread costs two thread wake-ups per request: under load that was 30% of the
+/// server's CPU and doubled its p99 (BENCHMARKS.md, "HTTPS load"). A body this size takes a
+/// couple of milliseconds at most. Larger ones (up to the 8 MiB limit, hundreds of milliseconds)
+/// still go to the blocking threads.
+pub const INLINE_REVIEW_BYTES: usize = 64 * 1024;
+
+fn review(
+    state: &WebhookState,
+    body: &[u8],
+    tools: &crate::inject::ToolsImage,
+) -> Result<admission::Reviewed, admission::ReviewError> {
+    let lookup = |namespace: &str| state.namespaces.as_ref().and_then(|cache| cache.labels(namespace));
+    admission::review(body, &state.settings, tools, &lookup)
 }
 
 /// Bodies above this leave the allocator holding tens of megabytes it would otherwise keep.
