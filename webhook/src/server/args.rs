@@ -58,7 +58,8 @@ pub struct ConnectionArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReviewArgs {
-    /// Reviews computed at once, on their own threads (default: the CPUs the process may use).
+    /// Reviews computed at once, those of bodies over 64 KiB on their own threads (default: the
+    /// CPUs the process may use).
     #[arg(long, env = "DRAGONFLY_INJECTOR_MAX_CONCURRENT_REVIEWS")]
     pub max_concurrent_reviews: Option<usize>,
     /// Requests that may wait for one of those; beyond them the webhook answers 503 at once.
