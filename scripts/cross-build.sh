@@ -2,7 +2,7 @@
 # Builds the static binaries the images carry into the layout the image build consumes, one
 # directory per Docker platform, and prints the dist directory:
 #
-#   target/dist/linux/amd64/dfget-copier         Debian's rustc 1.85, every platform
+#   target/dist/linux/amd64/dfget-copier         Debian's rustc-web, std built from source, every platform
 #   target/dist/linux/amd64/dragonfly-injector   the webhook, static
 #   target/dist/linux/amd64/tools/<tool>         dfget, dfcache, dfstore, dfctl (scripts/dragonfly.sh)
 #   target/dist/linux/amd64/tools/SHA256SUMS     the copier's manifest for tools/
@@ -50,8 +50,7 @@ wants_tools() {
 
 toolchain_args=()
 [ "$profile" = test ] || toolchain_args=(release)
-rustc_185=$("$repo_root/scripts/cross-toolchain.sh" "${toolchain_args[@]}")
-sysroot_185=${rustc_185%/usr/bin/rustc}
+"$repo_root/scripts/cross-toolchain.sh" "${toolchain_args[@]}" >&2
 # The test tier's dist is target/dist; the release tier writes its own ($DRAGONFLY_DIST), so the
 # two never overwrite each other.
 dist="${DRAGONFLY_DIST:-target/dist}"
@@ -120,16 +119,21 @@ for platform in "${platforms[@]}"; do
   rm -rf "$out" && mkdir -p "$out"
 
   if wants_copier "$platform"; then
-    log "$platform: dfget-copier with Debian's rustc 1.85"
+    log "$platform: dfget-copier with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2), std from source"
     (
       cross_env "$platform"
-      # Fat LTO trims 7% off the copier (static glibc is most of its size); it keeps unwinding,
-      # so a panic still removes the staged temporary files.
-      LD_LIBRARY_PATH="$sysroot_185/usr/lib/x86_64-linux-gnu" RUSTC="$rustc_185" \
-        CARGO_TARGET_DIR="$targets/rust-1.85" CARGO_PROFILE_RELEASE_LTO=fat \
-        cargo build --quiet --locked --release -p dfget-copier --target "$triple"
+      # The copier runs in every injected pod, so it is built for size (BENCHMARKS.md, "Binary
+      # sizes"): std from source without its `backtrace` feature (the DWARF symboliser, 280 KB:
+      # a panic still prints its message and still unwinds, so the staged temporary files are
+      # still removed); a non-PIE static executable (no relocations for every pointer, 45 KB);
+      # fat LTO (7%). Static glibc is the rest of it.
+      var=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
+      export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static"
+      RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$targets/copier" CARGO_PROFILE_RELEASE_LTO=fat \
+        /usr/bin/cargo build --quiet --locked --release -p dfget-copier --target "$triple" \
+        -Zbuild-std=std,panic_unwind -Zbuild-std-features=
     )
-    install -m 0755 "$targets/rust-1.85/$triple/release/dfget-copier" "$out/dfget-copier"
+    install -m 0755 "$targets/copier/$triple/release/dfget-copier" "$out/dfget-copier"
   fi
 
   wants_webhook "$platform" && build_webhook "$platform" "$triple" "$out"
