@@ -176,6 +176,11 @@ pub fn repo_root() -> PathBuf {
 
 /// A pinned version or list from scripts/versions.env, where each is written once.
 pub fn pinned(key: &str) -> String {
+    // As in scripts/lib.sh: an environment variable of the same name wins, so a one-off run (the
+    // release tier with another TOOLS_PLATFORMS, say) checks what the scripts built.
+    if let Some(value) = std::env::var(key).ok().filter(|value| !value.is_empty()) {
+        return value;
+    }
     let versions = std::fs::read_to_string(repo_root().join("scripts/versions.env")).unwrap();
     versions
         .lines()
@@ -432,4 +437,16 @@ pub fn apply_response(original: &Value, response: &Value, uid: &str) -> Value {
         json_patch::patch(&mut pod, &patch).expect("the returned patch applies to the request's pod");
     }
     pod
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_environment_variable_wins_over_versions_env_as_in_lib_sh() {
+        assert_eq!(super::pinned_list("ALL_PLATFORMS").len(), 5, "read from scripts/versions.env");
+        // A key of this test's own, so no other test sees it.
+        std::env::set_var("TEST_KIT_PINNED_OVERRIDE", "linux/amd64 linux/s390x");
+        assert_eq!(super::pinned_list("TEST_KIT_PINNED_OVERRIDE"), ["linux/amd64", "linux/s390x"]);
+        std::env::remove_var("TEST_KIT_PINNED_OVERRIDE");
+    }
 }
