@@ -174,13 +174,16 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A pinned version or list from scripts/versions.env, where each is written once.
+/// A pinned version or list from scripts/versions.env, where each is written once. As in
+/// scripts/lib.sh, an environment variable of the same name wins, so a one-off run (the release
+/// tier with another TOOLS_PLATFORMS, say) checks what the scripts built.
 pub fn pinned(key: &str) -> String {
-    // As in scripts/lib.sh: an environment variable of the same name wins, so a one-off run (the
-    // release tier with another TOOLS_PLATFORMS, say) checks what the scripts built.
-    if let Some(value) = std::env::var(key).ok().filter(|value| !value.is_empty()) {
-        return value;
-    }
+    std::env::var(key).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| pinned_default(key))
+}
+
+/// What scripts/versions.env itself says, whatever the environment: the defaults the bake file
+/// and the chart must agree with.
+pub fn pinned_default(key: &str) -> String {
     let versions = std::fs::read_to_string(repo_root().join("scripts/versions.env")).unwrap();
     versions
         .lines()
