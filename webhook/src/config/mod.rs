@@ -326,7 +326,7 @@ impl Default for ToolsConfig {
             image_pull_secrets: Vec::new(),
             pinning: Pinning::Preferred,
             refresh_interval: ConfigDuration(std::time::Duration::from_secs(300)),
-            architectures: ["linux/amd64", "linux/arm64"]
+            architectures: ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
                 .map(|p| Platform::try_from(p.to_owned()).expect("valid"))
                 .to_vec(),
             check_node_architectures: true,
@@ -486,7 +486,9 @@ mod tests {
         assert_eq!(config.exclude_namespaces.0[0].as_str(), "kube-system");
         assert_eq!(config.tools.pinning, Pinning::Preferred);
         assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(300));
-        assert_eq!(config.tools.architectures.len(), 2);
+        // The platforms the release process publishes the tools image for.
+        let architectures: Vec<&str> = config.tools.architectures.iter().map(|p| p.as_str()).collect();
+        assert_eq!(architectures, test_kit::pinned_default("TOOLS_PLATFORMS").split_whitespace().collect::<Vec<_>>());
         assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(10));
         assert_eq!(config.proxy.host_from, HostFrom::HostIp);
         assert_eq!(config.tools.path, ToolsPath::Link);
