@@ -121,14 +121,12 @@ for platform in "${platforms[@]}"; do
   if wants_copier "$platform"; then
     log "$platform: dfget-copier with Debian's rustc-web $(/usr/bin/rustc --version | cut -d' ' -f2), std from source"
     (
-      cross_env "$platform"
       # The copier runs in every injected pod, so it is built for size (BENCHMARKS.md, "Binary
       # sizes"): std from source without its `backtrace` feature (the DWARF symboliser, 280 KB:
       # a panic still prints its message and still unwinds, so the staged temporary files are
       # still removed); a non-PIE static executable (no relocations for every pointer, 45 KB);
       # fat LTO (7%). Static glibc is the rest of it.
-      var=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
-      export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static"
+      cross_env "$platform" -C relocation-model=static
       RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$targets/copier" CARGO_PROFILE_RELEASE_LTO=fat \
         /usr/bin/cargo build --quiet --locked --release -p dfget-copier --target "$triple" \
         -Zbuild-std=std,panic_unwind -Zbuild-std-features=

@@ -103,15 +103,17 @@ platform_debian_arch() {
 }
 
 # Exports the variables cargo and the cc crate read to cross-compile for the platform: the
-# linker, C/C++ compilers and archiver, and static linking for the target only (RUSTFLAGS would
-# also reach build scripts and proc macros, which run here).
+# linker, C/C++ compilers and archiver, and static linking plus any further RUSTFLAGS given, for
+# the target only (RUSTFLAGS would also reach build scripts and proc macros, which run here).
+#   cross_env PLATFORM [RUSTFLAG...]
 cross_env() {
   local platform=$1 triple prefix var
+  shift
   triple=$(platform_triple "$platform")
   prefix=$(platform_gnu_prefix "$platform")
   var=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
   export "CARGO_TARGET_${var}_LINKER=${prefix}gcc"
-  export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static"
+  export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static${*:+ $*}"
   export "CC_${triple//-/_}=${prefix}gcc"
   export "CXX_${triple//-/_}=${prefix}g++"
   export "AR_${triple//-/_}=${prefix}ar"
