@@ -198,6 +198,11 @@ pub fn pinned_list(key: &str) -> Vec<String> {
     pinned(key).split_whitespace().map(str::to_owned).collect()
 }
 
+/// A space-separated list as scripts/versions.env itself says it (see [`pinned_default`]).
+pub fn pinned_default_list(key: &str) -> Vec<String> {
+    pinned_default(key).split_whitespace().map(str::to_owned).collect()
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

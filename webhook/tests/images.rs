@@ -22,7 +22,7 @@ use test_kit::bake::{bake, Buildkitd, Buildx};
 use test_kit::dist::{dist_dir, dist_platforms_with, dist_profile, dist_tools, TOOLS_FILES};
 use test_kit::platforms::{all_platforms, platform as platform_entry};
 use test_kit::registry::{Registry, RegistryOptions};
-use test_kit::{pinned, pinned_default, pinned_list, repo_root, succeed, text};
+use test_kit::{pinned, pinned_default_list, pinned_list, repo_root, succeed, text};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -155,13 +155,10 @@ fn the_bake_file_defaults_publish_what_the_webhook_and_chart_expect() {
     );
     assert_eq!(
         tools["platforms"],
-        serde_json::json!(pinned_default("TOOLS_PLATFORMS").split_whitespace().collect::<Vec<_>>()),
+        serde_json::json!(pinned_default_list("TOOLS_PLATFORMS")),
         "the platforms with a static Dragonfly client"
     );
-    assert_eq!(
-        webhook["platforms"],
-        serde_json::json!(pinned_default("ALL_PLATFORMS").split_whitespace().collect::<Vec<_>>())
-    );
+    assert_eq!(webhook["platforms"], serde_json::json!(pinned_default_list("ALL_PLATFORMS")));
     // Versions are not restated in the bake file: the Dockerfiles' ARG defaults hold.
     assert!(
         tools["args"].get("DRAGONFLY_CLIENT_VERSION").is_none() && tools["args"].get("BUILDER_IMAGE").is_none(),

@@ -488,7 +488,7 @@ mod tests {
         assert_eq!(config.tools.refresh_interval.0, std::time::Duration::from_secs(300));
         // The platforms the release process publishes the tools image for.
         let architectures: Vec<&str> = config.tools.architectures.iter().map(|p| p.as_str()).collect();
-        assert_eq!(architectures, test_kit::pinned_default("TOOLS_PLATFORMS").split_whitespace().collect::<Vec<_>>());
+        assert_eq!(architectures, test_kit::pinned_default_list("TOOLS_PLATFORMS"));
         assert_eq!(config.registry.timeout.0, std::time::Duration::from_secs(10));
         assert_eq!(config.proxy.host_from, HostFrom::HostIp);
         assert_eq!(config.tools.path, ToolsPath::Link);
