@@ -91,6 +91,28 @@ platform_gnu_prefix() {
   esac
 }
 
+# The copier's target: static musl (scripts/cross-toolchain.sh prepares its C library), and
+# Debian's name for that musl's multiarch directory (/usr/lib/<name>/ in musl-dev).
+platform_musl_triple() {
+  case "$1" in
+    linux/amd64) echo x86_64-unknown-linux-musl ;;
+    linux/arm64) echo aarch64-unknown-linux-musl ;;
+    linux/arm/v7) echo armv7-unknown-linux-musleabihf ;;
+    linux/ppc64le) echo powerpc64le-unknown-linux-musl ;;
+    linux/s390x) echo s390x-unknown-linux-musl ;;
+    *) echo "unknown platform $1 (known: $ALL_PLATFORMS)" >&2; return 1 ;;
+  esac
+}
+platform_musl_multiarch() {
+  case "$1" in
+    linux/amd64) echo x86_64-linux-musl ;;
+    linux/arm64) echo aarch64-linux-musl ;;
+    linux/arm/v7) echo arm-linux-musleabihf ;;
+    linux/ppc64le) echo powerpc64le-linux-musl ;;
+    linux/s390x) echo s390x-linux-musl ;;
+  esac
+}
+
 # Debian architecture name, for the foreign standard-library packages.
 platform_debian_arch() {
   case "$1" in
@@ -120,6 +142,30 @@ cross_env() {
   if [ -n "$prefix" ]; then
     export "BINDGEN_EXTRA_CLANG_ARGS_${triple//-/_}=--sysroot=/usr/${prefix%-}"
   fi
+}
+
+# Where scripts/cross-toolchain.sh puts a platform's musl link directory: crt1.o, crti.o, crtn.o,
+# libc.a and libunwind.a. The name carries the musl version and a digest of the shim, so a change
+# to either is a new directory, new RUSTFLAGS, and a relink.
+musl_dir() {
+  local shim
+  shim=$(sha256sum "$repo_root/scripts/dl_find_object.c" | cut -c1-12)
+  echo "$(cache_dir)/musl-$DEBIAN_MUSL-$shim/$(platform_dir "$1")"
+}
+
+# Exports what cargo needs to link the copier for the platform against musl, statically: the GNU
+# cross gcc as the linker driver, told to take the start files and libraries from musl_dir
+# (-B, -L) instead of its own glibc ones, and not to look for Rust's own self-contained musl
+# objects, which a -Zbuild-std build does not have. Any further RUSTFLAGS are added.
+#   musl_env PLATFORM [RUSTFLAG...]
+musl_env() {
+  local platform=$1 triple var dir
+  shift
+  triple=$(platform_musl_triple "$platform")
+  var=$(printf '%s' "$triple" | tr 'a-z-' 'A-Z_')
+  dir=$(musl_dir "$platform")
+  export "CARGO_TARGET_${var}_LINKER=$(platform_gnu_prefix "$platform")gcc"
+  export "CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -C link-arg=-B$dir -L native=$dir${*:+ $*}"
 }
 
 # Runs cargo with Debian's rustc-web (1.96) for a foreign platform. Its standard library is

@@ -117,6 +117,36 @@ fn every_platform_has_a_static_copier_for_its_architecture() {
         assert!(!interp, "{}: {} asks for a dynamic loader; it must be static", platform.name, copier.display());
         let size = fs::metadata(&copier).unwrap().len();
         eprintln!("{}: dfget-copier is {size} bytes", platform.name);
+        // The size target for a binary every injected pod pulls and runs (static musl
+        // keeps it near 0.2 MiB; static glibc alone was 0.9 MiB on ppc64le).
+        assert!(size <= 1 << 20, "{}: dfget-copier is {size} bytes, over 1 MiB", platform.name);
+    }
+}
+
+/// A panic must unwind, not abort: the copier removes its staged temporary files from `Drop`,
+/// which only runs when the unwinder finds the frames. The static musl link supplies its own
+/// unwinder (scripts/cross-toolchain.sh), so each platform's binary is made to panic for real:
+/// `--version` printing into a pipe nobody reads panics in `println!`, and an unwinding panic
+/// reaches the runtime's catch in `main`'s caller, which exits 101. A broken or missing unwinder
+/// aborts instead ("failed to initiate panic"), and so would `panic = "abort"`.
+#[test]
+fn every_platform_unwinds_a_panic() {
+    for platform in &PLATFORMS {
+        // A pipe whose reading end is already closed: the writing end of a child's stdin, kept
+        // after that child has exited. (std::io::pipe needs Rust 1.87; the copier keeps 1.85.)
+        let mut reader = std::process::Command::new("true").stdin(std::process::Stdio::piped()).spawn().unwrap();
+        let closed = reader.stdin.take().unwrap();
+        assert!(reader.wait().unwrap().success());
+        let output = platform
+            .command(&platform.copier())
+            .arg("--version")
+            .stdout(closed)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("failed printing to stdout"), "{}: no panic message: {stderr}", platform.name);
+        assert_eq!(output.status.code(), Some(101), "{}: the panic did not unwind: {stderr}", platform.name);
     }
 }
 
