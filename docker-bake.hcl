@@ -37,7 +37,7 @@ variable "WEBHOOK_PLATFORMS" {
 }
 
 variable "TOOLS_PLATFORMS" {
-  default = "linux/amd64,linux/arm64,linux/ppc64le,linux/s390x"
+  default = "linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x"
 }
 
 # A directory laid out as scripts/cross-build.sh writes it; empty: build inside Docker.

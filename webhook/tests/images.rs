@@ -378,6 +378,13 @@ async fn bake_pushes_reproducible_multi_arch_images_holding_the_cross_built_bina
     listed.sort();
     assert!(resolved.contains(&format!("platforms: {}\n", listed.join(", "))), "{resolved}");
     assert!(resolved.contains("kind:      index (multi-arch)"), "{resolved}");
+    // What it reports missing is the webhook's default `tools.architectures` (versions.env's
+    // TOOLS_PLATFORMS, the config test holds them equal) less the index: none for the release
+    // tier's dist, which carries the tools of every default platform.
+    let missing: Vec<String> =
+        test_kit::pinned_default_list("TOOLS_PLATFORMS").into_iter().filter(|p| !tools_platforms.contains(p)).collect();
+    let missing = if missing.is_empty() { "none".to_owned() } else { missing.join(", ") };
+    assert!(resolved.contains(&format!("missing:   {missing}\n")), "{resolved}");
 
     // The amd64 tools image, run as the kubelet runs the injected init container: its layers as
     // a read-only root, uid 65532, an empty shared directory at the webhook's mount path. The

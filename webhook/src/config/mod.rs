@@ -326,7 +326,7 @@ impl Default for ToolsConfig {
             image_pull_secrets: Vec::new(),
             pinning: Pinning::Preferred,
             refresh_interval: ConfigDuration(std::time::Duration::from_secs(300)),
-            architectures: ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"]
+            architectures: ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x"]
                 .map(|p| Platform::try_from(p.to_owned()).expect("valid"))
                 .to_vec(),
             check_node_architectures: true,
