@@ -58,7 +58,7 @@ if [ ${#musl_missing[@]} -gt 0 ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
-  echo "deb http://deb.debian.org/debian bookworm main" >"$work/sources.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" >"$work/sources.list"
   arches=() downloads=()
   for platform in "${musl_missing[@]}"; do
     arches+=("$(platform_debian_arch "$platform")")
