@@ -75,7 +75,8 @@ if [ ${#musl_missing[@]} -gt 0 ]; then
     dir=$(musl_dir "$platform")
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/unpacked" "$dir.tmp/unwind"
     dpkg -x "$work"/debs/musl-dev_*_"$arch".deb "$dir.tmp/unpacked"
-    cp "$dir.tmp/unpacked/usr/lib/$(platform_musl_multiarch "$platform")"/{crt1.o,crti.o,crtn.o,libc.a} "$dir.tmp/"
+    # musl-dev holds one library directory, /usr/lib/<Debian's musl tuple>/.
+    cp "$dir.tmp/unpacked"/usr/lib/*-linux-musl*/{crt1.o,crti.o,crtn.o,libc.a} "$dir.tmp/"
     # Rust's standard library links "unwind" for musl targets: GCC's unwinder, the one the
     # glibc builds use, plus the one function of glibc it asks for (scripts/dl_find_object.c).
     (cd "$dir.tmp/unwind" && "${prefix}ar" x "$("${prefix}gcc" -print-file-name=libgcc_eh.a)")

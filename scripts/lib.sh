@@ -91,26 +91,12 @@ platform_gnu_prefix() {
   esac
 }
 
-# The copier's target: static musl (scripts/cross-toolchain.sh prepares its C library), and
-# Debian's name for that musl's multiarch directory (/usr/lib/<name>/ in musl-dev).
+# The copier's target: static musl (scripts/cross-toolchain.sh prepares its C library). Rust names
+# each platform's musl target as its GNU one with "gnu" swapped for "musl".
 platform_musl_triple() {
-  case "$1" in
-    linux/amd64) echo x86_64-unknown-linux-musl ;;
-    linux/arm64) echo aarch64-unknown-linux-musl ;;
-    linux/arm/v7) echo armv7-unknown-linux-musleabihf ;;
-    linux/ppc64le) echo powerpc64le-unknown-linux-musl ;;
-    linux/s390x) echo s390x-unknown-linux-musl ;;
-    *) echo "unknown platform $1 (known: $ALL_PLATFORMS)" >&2; return 1 ;;
-  esac
-}
-platform_musl_multiarch() {
-  case "$1" in
-    linux/amd64) echo x86_64-linux-musl ;;
-    linux/arm64) echo aarch64-linux-musl ;;
-    linux/arm/v7) echo arm-linux-musleabihf ;;
-    linux/ppc64le) echo powerpc64le-linux-musl ;;
-    linux/s390x) echo s390x-linux-musl ;;
-  esac
+  local triple
+  triple=$(platform_triple "$1") || return 1
+  echo "${triple/-linux-gnu/-linux-musl}"
 }
 
 # Debian architecture name, for the foreign standard-library packages.
