@@ -47,14 +47,14 @@ case "${1:-}" in
 esac
 apt_install "${packages[@]}"
 
-# The copier's musl link directories. Done when any is missing: a new DEBIAN_MUSL or a changed
-# shim is a new directory (musl_dir).
+# The copier's musl link directories. Done when any is missing: a new DEBIAN_MUSL_VERSION or a
+# changed shim is a new directory (musl_dir).
 musl_missing=()
 for platform in $ALL_PLATFORMS; do
   [ -f "$(musl_dir "$platform")/libunwind.a" ] || musl_missing+=("$platform")
 done
 if [ ${#musl_missing[@]} -gt 0 ]; then
-  log "unpacking Debian's musl-dev $DEBIAN_MUSL for ${musl_missing[*]}"
+  log "unpacking Debian's musl-dev $DEBIAN_MUSL_VERSION for ${musl_missing[*]}"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
@@ -62,7 +62,7 @@ if [ ${#musl_missing[@]} -gt 0 ]; then
   arches=() downloads=()
   for platform in "${musl_missing[@]}"; do
     arches+=("$(platform_debian_arch "$platform")")
-    downloads+=("musl-dev:$(platform_debian_arch "$platform")=$DEBIAN_MUSL")
+    downloads+=("musl-dev:$(platform_debian_arch "$platform")=$DEBIAN_MUSL_VERSION")
   done
   apt_private=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
     -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::Archives=$work/archives"

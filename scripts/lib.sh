@@ -136,7 +136,7 @@ cross_env() {
 musl_dir() {
   local shim
   shim=$(sha256sum "$repo_root/scripts/dl_find_object.c" | cut -c1-12)
-  echo "$(cache_dir)/musl-$DEBIAN_MUSL-$shim/$(platform_dir "$1")"
+  echo "$(cache_dir)/musl-$DEBIAN_MUSL_VERSION-$shim/$(platform_dir "$1")"
 }
 
 # Exports what cargo needs to link the copier for the platform against musl, statically: the GNU
