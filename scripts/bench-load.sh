@@ -23,6 +23,7 @@ BESIDE="${BESIDE:-}"
 BESIDE_NAME="${BESIDE_NAME:-beside}"
 vegeta=$(scripts/vegeta.sh)
 cargo build --quiet --release -p dragonfly-injector
+binary="${CARGO_TARGET_DIR:-target}/release/dragonfly-injector"
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
@@ -40,7 +41,7 @@ printf 'tools:\n  image: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0
 port=$(free_port)
 admin=$(free_port)
 python3 scripts/bench-corpus.py "https://127.0.0.1:$port/mutate" webhook/benches/corpus > "$work/ours.targets"
-target/release/dragonfly-injector --log-format json --log-level warn serve --config "$work/config.yaml" \
+"$binary" --log-format json --log-level warn serve --config "$work/config.yaml" \
   --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" \
   --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --shutdown-delay 0s 2>"$work/ours.log" &
 ours=$!
@@ -66,7 +67,7 @@ fi
 status() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 ticks=$(getconf CLK_TCK)
 echo "machine: $(nproc) cores, $(uname -m); rustc $(rustc --version | cut -d' ' -f2); vegeta $(basename "$vegeta" | cut -d- -f2); $(date -u +%Y-%m-%d)"
-echo "binary: $(stat -c %s target/release/dragonfly-injector) bytes; idle RSS after start: $(status "$ours" VmRSS) KiB"
+echo "binary: $(stat -c %s "$binary") bytes; idle RSS after start: $(status "$ours" VmRSS) KiB"
 [ -z "$beside" ] || echo "$BESIDE_NAME: idle RSS after start: $(status "$beside" VmRSS) KiB"
 echo
 echo "| server | rate (req/s) | achieved | p50 | p99 | p99.9 | errors | server CPU | CPU-s per 1,000 | peak RSS |"

@@ -79,13 +79,14 @@ build_webhook() {
   local platform=$1 triple=$2 out=$3 key kept web_target
   if [ "$profile" = test ]; then
     # The test tier's webhook: rustup's compiler, static, the `ci` profile (no LTO, parallel
-    # codegen). Its target directory is the workspace's own, beside the test build.
+    # codegen). Its target directory is the workspace's own, beside the test build (wherever
+    # CARGO_TARGET_DIR puts it).
     log "$platform: dragonfly-injector (ci profile, static)"
     (
       cross_env "$platform"
       cargo build --quiet --locked --profile ci -p dragonfly-injector --target "$triple"
     )
-    install -m 0755 "target/$triple/ci/dragonfly-injector" "$out/dragonfly-injector"
+    install -m 0755 "${CARGO_TARGET_DIR:-target}/$triple/ci/dragonfly-injector" "$out/dragonfly-injector"
     return
   fi
   # The release needs rustc >= 1.89 on every platform: Debian's rustc-web 1.96 (rust_web_cargo).
