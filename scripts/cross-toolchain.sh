@@ -31,7 +31,7 @@ done
 case "${1:-}" in
   "") ;;
   release)
-    packages+=(protobuf-compiler clang libclang-dev cmake)
+    packages+=(protobuf-compiler libprotobuf-dev clang libclang-dev cmake)
     for platform in $ALL_PLATFORMS; do
       prefix=$(platform_gnu_prefix "$platform")
       [ -z "$prefix" ] || packages+=("g++-${prefix%-}")

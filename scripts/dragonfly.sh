@@ -81,7 +81,7 @@ build_client() {
       triple=$(platform_triple "$platform")
       log "building dragonfly-client $DRAGONFLY_CLIENT_VERSION ($profile) for $platform; 10-40 minutes, once"
       # protoc for the prost builds; clang and libclang for librocksdb-sys' bindgen; cmake.
-      apt_install protobuf-compiler clang libclang-dev cmake g++
+      apt_install protobuf-compiler libprotobuf-dev clang libclang-dev cmake g++
       [ "$platform" = linux/amd64 ] || "$repo_root/scripts/cross-toolchain.sh" release >/dev/null
       # The build directory stays in the cache until the build succeeds, so a failed build (a
       # missing package, a lost session) resumes instead of starting over.

@@ -24,10 +24,11 @@ command -v go >/dev/null 2>&1 || apt_install golang-go ca-certificates
 #   docker-registry   the CNCF Distribution registry the pinning, image and e2e tests run
 #   runc              buildkitd's OCI worker
 #   and the linter the shell gate runs
-#   protobuf-compiler, clang, libclang-dev, cmake, g++   dragonfly-client's build (prost, RocksDB)
+#   protobuf-compiler, libprotobuf-dev (its well-known .proto files, which protobuf-compiler only
+#                     Recommends), clang, libclang-dev, cmake, g++   dragonfly-client's build
 #   containerd, containernetworking-plugins, busybox-static, iproute2, libc6-dev
 #                     the real node of the end-to-end tests (its pause image is built static)
-apt_install docker-registry runc shellcheck protobuf-compiler clang libclang-dev cmake g++ ca-certificates \
+apt_install docker-registry runc shellcheck protobuf-compiler libprotobuf-dev clang libclang-dev cmake g++ ca-certificates \
   containerd containernetworking-plugins busybox-static iproute2 libc6-dev
 # The copier's cross toolchains and qemu-user (their own script: the release tier adds to it).
 scripts/cross-toolchain.sh >/dev/null
