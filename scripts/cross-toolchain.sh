@@ -22,30 +22,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-packages=(qemu-user-static rustc-web cargo-web rust-web-src)
-for platform in $ALL_PLATFORMS; do
-  prefix=$(platform_gnu_prefix "$platform")
-  [ -n "$prefix" ] || continue
-  packages+=("gcc-${prefix%-}" "libc6-dev-$(platform_debian_arch "$platform")-cross")
-done
+# The packages are lib.sh's requirements table (the test tier, and the release tier's with
+# `release`), so setup.sh's preflight checks exactly what is installed here.
 case "${1:-}" in
-  "") ;;
-  release)
-    packages+=(protobuf-compiler libprotobuf-dev clang libclang-dev cmake)
-    for platform in $ALL_PLATFORMS; do
-      prefix=$(platform_gnu_prefix "$platform")
-      [ -z "$prefix" ] || packages+=("g++-${prefix%-}")
-    done
-    # The arm64 standard library is a normal multi-arch install.
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-      dpkg --add-architecture arm64
-      rm -f /var/lib/apt/lists/.dragonfly-injector-updated
-    fi
-    packages+=(libstd-rust-web-dev:arm64)
-    ;;
+  "") install_requirements test ;;
+  release) install_requirements test release ;;
   *) die "usage: $0 [release]" ;;
 esac
-apt_install "${packages[@]}"
 
 # The copier's musl link directories. Done when any is missing: a new DEBIAN_MUSL_VERSION or a
 # changed shim is a new directory (musl_dir).

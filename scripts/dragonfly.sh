@@ -80,9 +80,9 @@ build_client() {
     if [ ! -d "$out" ]; then
       triple=$(platform_triple "$platform")
       log "building dragonfly-client $DRAGONFLY_CLIENT_VERSION ($profile) for $platform; 10-40 minutes, once"
-      # protoc for the prost builds; clang and libclang for librocksdb-sys' bindgen; cmake.
-      apt_install protobuf-compiler libprotobuf-dev clang libclang-dev cmake g++
-      [ "$platform" = linux/amd64 ] || "$repo_root/scripts/cross-toolchain.sh" release >/dev/null
+      # protoc and its well-known types for the prost builds, clang and libclang for
+      # librocksdb-sys' bindgen, cmake (lib.sh's requirements); the release tier's for a cross build.
+      if [ "$platform" = linux/amd64 ]; then install_requirements test; else "$repo_root/scripts/cross-toolchain.sh" release >/dev/null; fi
       # The build directory stays in the cache until the build succeeds, so a failed build (a
       # missing package, a lost session) resumes instead of starting over.
       work="$out.build"

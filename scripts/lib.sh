@@ -47,6 +47,133 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# --- what the builds need -------------------------------------------------------------------
+# Every Debian package the builds and tests need, with what proves it is there, by tier: one
+# table, so what setup installs and what its preflight checks cannot drift apart. Each is
+# installed by name even where the base image already holds it (a new machine may not), and with
+# --no-install-recommends, so a file that a package only Recommends (protoc's well-known types in
+# libprotobuf-dev) must be a line of its own. A check is a command looked up on PATH, or an
+# absolute path (a glob: one match is enough).
+#   requirements TIER...   "PACKAGE CHECK" lines; tiers: test (setup.sh and the suite), release
+#                          (scripts/release.sh adds it), clean-room (scripts/clean-room.sh)
+requirements() {
+  local tier platform prefix
+  for tier in "$@"; do
+    case "$tier" in
+      test)
+        # The gate's linter; TLS and downloads from the registries. dragonfly-client: protoc and
+        # its well-known types (prost), clang and libclang (librocksdb-sys' bindgen), a C++
+        # compiler, cmake and make (RocksDB, zstd). The real node: the registry, containerd,
+        # runc (also buildkitd's worker), the CNI plugins, a static busybox and static glibc for
+        # its images, iproute2 for its bridge. The copier: Debian's rustc-web, cargo-web and
+        # std's sources (-Zbuild-std), qemu-user to run every platform's build, and below, each
+        # foreign platform's gcc and C library.
+        cat <<'TABLE'
+shellcheck shellcheck
+ca-certificates /etc/ssl/certs/ca-certificates.crt
+curl curl
+protobuf-compiler protoc
+libprotobuf-dev /usr/include/google/protobuf/duration.proto
+clang clang
+libclang-dev /usr/lib/llvm-*/lib/libclang.so
+g++ g++
+cmake cmake
+make make
+docker-registry docker-registry
+containerd containerd
+runc runc
+containernetworking-plugins /usr/lib/cni/bridge
+busybox-static /bin/busybox
+libc6-dev /usr/lib/x86_64-linux-gnu/libc.a
+iproute2 ip
+qemu-user-static qemu-aarch64-static
+rustc-web /usr/bin/rustc
+cargo-web /usr/bin/cargo
+rust-web-src /usr/lib/rustlib/src/rust/library/std/src/lib.rs
+TABLE
+        for platform in $ALL_PLATFORMS; do
+          prefix=$(platform_gnu_prefix "$platform")
+          [ -z "$prefix" ] || printf '%s %s\n' "gcc-${prefix%-}" "${prefix}gcc" \
+            "libc6-dev-$(platform_debian_arch "$platform")-cross" "/usr/${prefix%-}/lib/libc.a"
+        done
+        ;;
+      release)
+        # dragonfly-client for every platform: a cross g++ each, and rustc-web's arm64 std.
+        for platform in $ALL_PLATFORMS; do
+          prefix=$(platform_gnu_prefix "$platform")
+          [ -z "$prefix" ] || echo "g++-${prefix%-} ${prefix}g++"
+        done
+        echo "libstd-rust-web-dev:arm64 /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib"
+        ;;
+      clean-room) echo "debootstrap debootstrap" ;;
+      *) die "unknown tier $tier (test, release, clean-room)" ;;
+    esac
+  done
+}
+
+# Installs the tiers' packages. A foreign-architecture package (NAME:ARCH) has its architecture
+# added to dpkg first.
+install_requirements() {
+  local packages package
+  mapfile -t packages < <(requirements "$@" | cut -d' ' -f1 | sort -u)
+  for package in "${packages[@]}"; do
+    case "$package" in
+      *:*)
+        dpkg --print-foreign-architectures | grep -qx "${package#*:}" && continue
+        dpkg --add-architecture "${package#*:}"
+        rm -f /var/lib/apt/lists/.dragonfly-injector-updated
+        ;;
+    esac
+  done
+  apt_install "${packages[@]}"
+}
+
+# The oldest Rust the workspace builds with: the highest rust-version of its members.
+rust_min_version() {
+  sed -n 's/^rust-version = "\(.*\)"/\1/p' "$repo_root"/*/Cargo.toml | sort -V | tail -n1
+}
+
+# A command on PATH that runs: bash's `command -v` also names a file that is not executable.
+is_command() {
+  local path
+  path=$(command -v "$1" 2>/dev/null) && [ -f "$path" ] && [ -x "$path" ]
+}
+
+# preflight TIER...: checks, in seconds, that everything the tiers' builds need is in place;
+# logs one line per missing piece naming what provides it, and fails if anything is missing.
+preflight() {
+  local package check missing=() rust version
+  while read -r package check; do
+    case "$check" in
+      /*) compgen -G "$check" >/dev/null || missing+=("$check (Debian package $package)") ;;
+      *) is_command "$check" || missing+=("$check (Debian package $package)") ;;
+    esac
+  done < <(requirements "$@")
+  # The toolchains this kind of machine brings: rustup's Rust with the gates' clippy and rustfmt,
+  # and Go. Debian 12's own are too old for either (cargo 0.66, go 1.19).
+  rust=$(rust_min_version)
+  version=$(cargo --version 2>/dev/null | cut -d' ' -f2)
+  if [ -z "$version" ] || ! dpkg --compare-versions "${version%%-*}" ge "$rust"; then
+    missing+=("cargo >= $rust, found ${version:-none} (rustup's stable toolchain in ~/.cargo/bin or on PATH)")
+  fi
+  cargo clippy --version >/dev/null 2>&1 || missing+=("cargo clippy (rustup component add clippy)")
+  cargo fmt --version >/dev/null 2>&1 || missing+=("cargo fmt (rustup component add rustfmt)")
+  # Debian's rustc-web builds the copier and the release webhooks: the same floor.
+  version=$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)
+  if [ -n "$version" ] && ! dpkg --compare-versions "${version%%-*}" ge "$rust"; then
+    missing+=("/usr/bin/rustc >= $rust, found $version (Debian package rustc-web, bookworm-security)")
+  fi
+  # GOTOOLCHAIN=local: the go on this machine, not one it would fetch for a newer go.mod.
+  version=$(cd / && GOTOOLCHAIN=local go env GOVERSION 2>/dev/null)
+  version=${version#go}
+  if [ -z "$version" ] || ! dpkg --compare-versions "$version" ge "$GO_MIN_VERSION"; then
+    missing+=("go >= $GO_MIN_VERSION, found ${version:-none} (the Go distribution in /usr/local/go or on PATH)")
+  fi
+  [ ${#missing[@]} -gt 0 ] || return 0
+  for check in "${missing[@]}"; do log "missing: $check"; done
+  return 1
+}
+
 # go_build OUT LDFLAGS PACKAGE: one static Go command, reproducible paths (-trimpath), into OUT.
 # Run inside the module that requires PACKAGE. Tools come from the Go module proxy through a
 # throw-away module of our own, never `go install module@version`: that reads @v/list, which the
@@ -222,6 +349,7 @@ jobs_start() {
   # (cargo, rustc, go) and not just its subshell.
   set -m
   JOBS_DIR=$(mktemp -d)
+  export JOBS_DIR
   JOB_PIDS=()
   JOB_NAMES=()
 }
@@ -230,7 +358,7 @@ job() {
   local name=$1; shift
   (
     start=$SECONDS
-    "$@" >"$JOBS_DIR/$name.log" 2>&1
+    JOB_NAME=$name "$@" >"$JOBS_DIR/$name.log" 2>&1
     status=$?
     echo "$((SECONDS - start))" >"$JOBS_DIR/$name.seconds"
     exit "$status"
@@ -239,8 +367,18 @@ job() {
   JOB_NAMES+=("$name")
 }
 
+# step NAME COMMAND...: runs a command and logs its time; in a job, the job's closing line lists
+# its steps' times too, so a cold run says where its minutes went.
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  log "$name: $((SECONDS - start)) s"
+  [ -z "${JOB_NAME:-}" ] || echo "$name $((SECONDS - start)) s" >>"$JOBS_DIR/$JOB_NAME.steps"
+}
+
 jobs_wait() {
-  local running=("${JOB_PIDS[@]}") i pid status left
+  local running=("${JOB_PIDS[@]}") i pid status left steps
   while [ ${#running[@]} -gt 0 ]; do
     status=0
     wait -n -p pid "${running[@]}" || status=$?
@@ -258,7 +396,8 @@ jobs_wait() {
         set +m
         return "$status"
       fi
-      log "${JOB_NAMES[$i]} done in $(cat "$JOBS_DIR/${JOB_NAMES[$i]}.seconds") s"
+      steps=$(paste -sd, "$JOBS_DIR/${JOB_NAMES[$i]}.steps" 2>/dev/null | sed 's/,/, /g')
+      log "${JOB_NAMES[$i]} done in $(cat "$JOBS_DIR/${JOB_NAMES[$i]}.seconds") s${steps:+ ($steps)}"
     done
   done
   rm -rf "$JOBS_DIR"

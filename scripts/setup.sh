@@ -13,42 +13,43 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$repo_root"
 
-# Rust: the base image has rustup's stable toolchain with clippy and rustfmt; Debian's is the
-# fallback (without the gates' tools).
-command -v cargo >/dev/null 2>&1 || apt_install cargo rustc
-# Go: Debian's is older than go.mod files ask; GOTOOLCHAIN=auto then fetches the right toolchain
-# through the Go module proxy.
-command -v go >/dev/null 2>&1 || apt_install golang-go ca-certificates
+# The tiers this run builds: the test tier, and the release tier's too when scripts/release.sh
+# asks for its dist.
+tiers=(test)
+[ "${DRAGONFLY_DIST_PROFILE:-test}" = test ] || tiers+=(release)
 
-# Debian's packages, in one go:
-#   docker-registry   the CNCF Distribution registry the pinning, image and e2e tests run
-#   runc              buildkitd's OCI worker
-#   and the linter the shell gate runs
-#   protobuf-compiler, libprotobuf-dev (its well-known .proto files, which protobuf-compiler only
-#                     Recommends), clang, libclang-dev, cmake, g++   dragonfly-client's build
-#   containerd, containernetworking-plugins, busybox-static, iproute2, libc6-dev
-#                     the real node of the end-to-end tests (its pause image is built static)
-apt_install docker-registry runc shellcheck protobuf-compiler libprotobuf-dev clang libclang-dev cmake g++ ca-certificates \
-  containerd containernetworking-plugins busybox-static iproute2 libc6-dev
-# The copier's cross toolchains and qemu-user (their own script: the release tier adds to it).
-scripts/cross-toolchain.sh >/dev/null
+# `--check`: only the preflight, nothing installed or built (seconds).
+if [ "${1:-}" = --check ]; then
+  preflight "${tiers[@]}" || die "not ready: install what is missing above"
+  log "ready for the ${tiers[*]} tier: every package, file and toolchain the builds need is here"
+  exit 0
+fi
+[ $# -eq 0 ] || die "usage: $0 [--check]"
+
+# Debian's packages, in one go (the table is requirements in lib.sh), then the preflight: a
+# missing piece stops the run here, in seconds, rather than in a build minutes later. The
+# toolchains are the machine's own (rustup's Rust, Go); the preflight names what is missing.
+install_requirements "${tiers[@]}"
+preflight "${tiers[@]}" || die "stopping before the builds: install what is missing above"
+# The copier's musl link directories (their own script: the release tier adds to it).
+scripts/cross-toolchain.sh "${tiers[@]:1}" >/dev/null
 
 go_chain() {
-  scripts/kubernetes.sh
-  scripts/helm.sh
-  scripts/buildkit.sh
-  scripts/dragonfly.sh scheduler
-  (cd tests/yaml-oracle && GOFLAGS=-mod=mod go build -o /dev/null .)
-  (cd tests/promlint && GOFLAGS=-mod=mod go build -o /dev/null .)
+  step kubernetes scripts/kubernetes.sh
+  step helm scripts/helm.sh
+  step buildkit scripts/buildkit.sh
+  step scheduler scripts/dragonfly.sh scheduler
+  step yaml-oracle sh -c 'cd tests/yaml-oracle && GOFLAGS=-mod=mod go build -o /dev/null .'
+  step promlint sh -c 'cd tests/promlint && GOFLAGS=-mod=mod go build -o /dev/null .'
 }
 
 rust_chain() {
-  cargo fetch --locked
-  scripts/dragonfly.sh client --profile test linux/amd64
+  step cargo-fetch cargo fetch --locked
+  step dragonfly-client scripts/dragonfly.sh client --profile test linux/amd64
   # The test tier's dist unless the release tier (scripts/release.sh) asks for its own.
-  scripts/cross-build.sh --profile "${DRAGONFLY_DIST_PROFILE:-test}"
+  step dist scripts/cross-build.sh --profile "${DRAGONFLY_DIST_PROFILE:-test}"
   # Every test binary, once, so the suite starts compiled (scripts/test.sh then only runs them).
-  cargo test --workspace --all-targets --locked --no-run
+  step test-build cargo test --workspace --all-targets --locked --no-run
 }
 
 jobs_start

@@ -1,0 +1,107 @@
+//! `scripts/setup.sh --check`, the preflight a new machine meets first: on a machine that
+//! `scripts/setup.sh` has set up it passes in seconds, and with one needed piece hidden (a file,
+//! a command, a toolchain) it fails naming exactly that piece and what provides it. The pieces are
+//! hidden in a private mount namespace (`unshare -m`), so the machine itself is never touched.
+//! The check's list is lib.sh's `requirements` table, the same one setup installs from.
+
+use std::process::{Command, Output};
+use test_kit::repo_root;
+
+/// Runs `setup.sh --check` after the shell commands in `hide`, inside a private mount namespace.
+fn check_with(hide: &str) -> Output {
+    let script = format!("set -e; {hide}\nexec scripts/setup.sh --check");
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(repo_root())
+        .output()
+        .expect("unshare runs (the suite runs as root)")
+}
+
+/// The lines the check logged about missing pieces.
+fn missing_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("setup.sh: missing: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn passes_on_a_set_up_machine() {
+    let output = check_with("");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(missing_lines(&output).is_empty());
+}
+
+#[test]
+fn a_hidden_header_is_named_with_its_package() {
+    // protoc's well-known types: the file a new machine lacked, because libprotobuf-dev is only
+    // a Recommends of protobuf-compiler.
+    let output = check_with("mount -t tmpfs none /usr/include/google/protobuf");
+    assert!(!output.status.success());
+    assert_eq!(
+        missing_lines(&output),
+        ["setup.sh: missing: /usr/include/google/protobuf/duration.proto (Debian package libprotobuf-dev)"]
+    );
+}
+
+#[test]
+fn a_hidden_command_is_named_with_its_package() {
+    // A file that is there but does not run (here /dev/null over it) counts as missing.
+    let output = check_with("mount --bind /dev/null \"$(command -v protoc)\"");
+    assert!(!output.status.success());
+    assert_eq!(missing_lines(&output), ["setup.sh: missing: protoc (Debian package protobuf-compiler)"]);
+}
+
+#[test]
+fn a_foreign_c_library_is_named_with_its_package() {
+    // Generated per platform from ALL_PLATFORMS: the s390x copier links against this one.
+    let output = check_with("mount -t tmpfs none /usr/s390x-linux-gnu/lib");
+    assert!(!output.status.success());
+    assert_eq!(
+        missing_lines(&output),
+        ["setup.sh: missing: /usr/s390x-linux-gnu/lib/libc.a (Debian package libc6-dev-s390x-cross)"]
+    );
+}
+
+#[test]
+fn an_old_or_missing_go_is_named_with_the_version_needed() {
+    let output = check_with("mount -t tmpfs none /usr/local/go");
+    assert!(!output.status.success());
+    let lines = missing_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let floor = test_kit::pinned("GO_MIN_VERSION");
+    // "found none", or an older go elsewhere on PATH (Debian 12's golang-go is 1.19).
+    assert!(lines[0].starts_with(&format!("setup.sh: missing: go >= {floor}, found ")), "{lines:?}");
+}
+
+/// The highest rust-version of the workspace's members, as lib.sh's rust_min_version reads it.
+fn rust_floor() -> String {
+    ["webhook", "dfget-copier"]
+        .iter()
+        .filter_map(|member| {
+            let manifest = std::fs::read_to_string(repo_root().join(member).join("Cargo.toml")).unwrap();
+            let line = manifest.lines().find_map(|line| line.strip_prefix("rust-version = "))?;
+            Some(line.trim_matches('"').to_owned())
+        })
+        .max_by_key(|version| version.split('.').map(|part| part.parse::<u32>().unwrap()).collect::<Vec<_>>())
+        .unwrap()
+}
+
+#[test]
+fn an_old_cargo_is_named_with_the_rust_version_the_workspace_needs() {
+    // A cargo that reports 1.80 ahead of the real one on PATH (in a tmpfs over /tmp, private to
+    // the namespace; HOME elsewhere, so lib.sh does not put rustup's cargo first again).
+    let output = check_with(
+        "mount -t tmpfs none /tmp && mkdir /tmp/old\n\
+         printf '#!/bin/sh\\necho cargo 1.80.0\\n' >/tmp/old/cargo && chmod +x /tmp/old/cargo\n\
+         export PATH=/tmp/old:$PATH HOME=/nonexistent",
+    );
+    assert!(!output.status.success());
+    let lines = missing_lines(&output);
+    let floor = rust_floor();
+    assert!(
+        lines.iter().any(|line| line.starts_with(&format!("setup.sh: missing: cargo >= {floor}, found 1.80.0"))),
+        "{lines:?}"
+    );
+}
