@@ -6,6 +6,8 @@
 #   scripts/fuzz.sh                  every target for 15 s (what scripts/test.sh runs)
 #   scripts/fuzz.sh 600 review       one target for 10 minutes
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 0 yaml   ten million executions (the long run in BENCHMARKS.md)
+#   scripts/fuzz.sh build            only build every target (scripts/test.sh does it at nice 19
+#                                    beside the test binaries, which leave a core partly idle)
 # A crash stops the script with the input libFuzzer saved (fuzz/artifacts/<target>/).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +15,8 @@ cd "$repo_root/fuzz"
 
 seconds="${1:-15}"
 shift || true
+build_only=false
+[ "$seconds" = build ] && build_only=true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(review config yaml)
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -26,6 +30,7 @@ flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
 log "building the fuzz targets (${targets[*]})"
 # --target keeps the instrumentation off build scripts and proc macros, as cargo fuzz does.
 RUSTFLAGS="$flags" CARGO_TARGET_DIR="$target_dir" cargo build --quiet --locked --release --target "$host" "${bins[@]}"
+[ "$build_only" = false ] || exit 0
 for target in "${targets[@]}"; do
   work=$(mktemp -d)
   mkdir -p "artifacts/$target"
