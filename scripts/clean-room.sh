@@ -33,6 +33,8 @@ go_root=$(GOTOOLCHAIN=local go env GOROOT)
 
 started=$SECONDS
 root=$(mktemp -d /var/tmp/dfi-clean-room.XXXXXX)
+# A root directory's own mode (mktemp's 0700 would keep apt's unprivileged _apt user out).
+chmod 0755 "$root"
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   # Nothing is mounted under the root outside the namespace; check before removing anything.
