@@ -5,7 +5,9 @@
 #      bookworm-updates and bookworm-security as this kind of machine has them);
 #   2. gives it only what this kind of machine provides beyond Debian's minimal base: rustup's
 #      Rust (~/.rustup and ~/.cargo/bin, with clippy and rustfmt) and Go (/usr/local/go), both
-#      bind-mounted read-only from this machine;
+#      bind-mounted read-only from this machine, and the machine's own trusted CAs
+#      (/usr/local/share/ca-certificates, copied: the network it reaches the registries through
+#      presents certificates they sign; the ca-certificates package setup.sh installs adds them);
 #   3. clones this repository's HEAD into it and runs scripts/setup.sh there from nothing: every
 #      package, every download, every build of the test tier, with empty caches;
 #   4. runs `scripts/setup.sh --check` and lists what was built, then removes the root.
@@ -67,6 +69,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 rm -f "$root/etc/apt/sources.list"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
 mkdir -p "$root/root/.rustup" "$root/root/.cargo/bin" "$root/usr/local/go"
 log "base root made in $((SECONDS - started)) s ($(du -sh --one-file-system "$root" | cut -f1)); cloning $(git rev-parse --short HEAD)"
 git clone --quiet --no-hardlinks "$repo_root" "$root/root/dragonfly-injector"
