@@ -1,20 +1,17 @@
 //! A real Dragonfly on the test node, as Dragonfly's chart deploys it: the Go scheduler without a
 //! manager, and dfdaemon on the host network with its socket in a host directory and its proxy
-//! on port 4001 of the node's address. Both are built from source by scripts/dragonfly.sh. An
-//! [`Origin`] on loopback serves the files pods download: only dfdaemon (host network) can reach
-//! it, so a pod that got the bytes got them through Dragonfly.
+//! on port 4001 of the node's address. Both are built from source by scripts/dragonfly.sh. The
+//! origin ([`crate::origin`]) serves the files pods download on loopback: only dfdaemon (host
+//! network) can reach it, so a pod that got the bytes got them through Dragonfly.
 
 use super::cached_tool_lines;
 use super::cluster::{spawn_tied, stop, wait_while_alive};
 use super::free_port;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// dfdaemon's proxy port in Dragonfly's chart, which the webhook injects by default.
@@ -31,107 +28,6 @@ pub fn binaries() -> Binaries {
     let scheduler = cached_tool_lines("dragonfly.sh", &["scheduler"]);
     let second = |line: &str| PathBuf::from(line.split_whitespace().nth(1).expect("NAME PATH"));
     Binaries { client: second(&client[0]), scheduler: second(&scheduler[0]) }
-}
-
-/// A loopback HTTP/1.1 origin with GET, HEAD and byte ranges (dfdaemon downloads pieces with
-/// Range requests). Counts the requests it served, so a test can tell a cache hit.
-pub struct Origin {
-    pub port: u16,
-    pub requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Origin {
-    pub fn start(files: BTreeMap<String, Vec<u8>>) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let files = Arc::new(files);
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counter, stopping) = (requests.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let (files, counter) = (files.clone(), counter.clone());
-                std::thread::spawn(move || serve(stream, &files, &counter));
-            }
-        });
-        Origin { port, requests, stop }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, path.trim_start_matches('/'))
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn serve(stream: TcpStream, files: &BTreeMap<String, Vec<u8>>, counter: &AtomicUsize) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    // Bounded: a connection serves at most this many requests.
-    for _ in 0..10_000 {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = BTreeMap::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            }
-        }
-        counter.fetch_add(1, Ordering::Relaxed);
-        let mut parts = request_line.split_whitespace();
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-        let path = target.split('?').next().unwrap_or("/").trim_start_matches('/');
-        let Some(body) = files.get(path) else {
-            let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-            continue;
-        };
-        let range = headers.get("range").and_then(|r| r.strip_prefix("bytes=")).and_then(|r| {
-            let (start, end) = r.split_once('-')?;
-            let start: usize = start.parse().ok()?;
-            let end: usize =
-                if end.is_empty() { body.len() - 1 } else { end.parse::<usize>().ok()?.min(body.len() - 1) };
-            (start <= end && start < body.len()).then_some((start, end))
-        });
-        let (status, slice, extra) = match range {
-            Some((start, end)) => (
-                "206 Partial Content",
-                &body[start..=end],
-                format!("Content-Range: bytes {start}-{end}/{}\r\n", body.len()),
-            ),
-            None => ("200 OK", &body[..], String::new()),
-        };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nContent-Type: application/octet-stream\r\n{extra}\r\n",
-            slice.len()
-        );
-        if writer.write_all(head.as_bytes()).is_err() {
-            return;
-        }
-        if method != "HEAD" && writer.write_all(slice).is_err() {
-            return;
-        }
-    }
 }
 
 /// A file of `size` bytes no compressor shortens, the same on every run.

@@ -10,6 +10,7 @@ pub mod dist;
 pub mod dragonfly;
 pub mod node;
 pub mod oci;
+pub mod origin;
 pub mod platforms;
 pub mod registry;
 pub mod token;

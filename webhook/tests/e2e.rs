@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use test_kit::cluster::{control_plane_binaries, spawn_tied, ControlPlane, Options};
-use test_kit::dragonfly::{blob, sha256_hex, Dragonfly, Origin};
+use test_kit::dragonfly::{blob, sha256_hex, Dragonfly};
 use test_kit::free_port;
 use test_kit::node::{Node, NODE_IP, TAINT};
 use test_kit::oci::Image;
+use test_kit::origin::Origin;
 use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use test_kit::{succeed, wait_for, wait_until, KubeletDir, Leaf, Pki, Waited};
 
@@ -1333,6 +1334,7 @@ fn main() {
         println!("REGISTRY={}", env.registry.lock().unwrap().host);
         println!("TOOLS_IMAGE={}", env.pinned_image);
         println!("ORIGIN_URL={}", real.origin.url("").trim_end_matches('/'));
+        println!("ORIGIN_STATS_URL={}", real.origin.stats_url());
         println!("NODE_TOLERATION={TAINT}:NoSchedule");
         println!("READY");
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
