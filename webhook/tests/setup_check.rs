@@ -26,6 +26,13 @@ fn missing_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// The missing-piece lines of a check that must fail with `hide` applied.
+fn fails_naming(hide: &str) -> Vec<String> {
+    let output = check_with(hide);
+    assert!(!output.status.success(), "passed with: {hide}");
+    missing_lines(&output)
+}
+
 #[test]
 fn passes_on_a_set_up_machine() {
     let output = check_with("");
@@ -37,10 +44,8 @@ fn passes_on_a_set_up_machine() {
 fn a_hidden_header_is_named_with_its_package() {
     // protoc's well-known types: the file a new machine lacked, because libprotobuf-dev is only
     // a Recommends of protobuf-compiler.
-    let output = check_with("mount -t tmpfs none /usr/include/google/protobuf");
-    assert!(!output.status.success());
     assert_eq!(
-        missing_lines(&output),
+        fails_naming("mount -t tmpfs none /usr/include/google/protobuf"),
         ["setup.sh: missing: /usr/include/google/protobuf/duration.proto (Debian package libprotobuf-dev)"]
     );
 }
@@ -48,27 +53,24 @@ fn a_hidden_header_is_named_with_its_package() {
 #[test]
 fn a_hidden_command_is_named_with_its_package() {
     // A file that is there but does not run (here /dev/null over it) counts as missing.
-    let output = check_with("mount --bind /dev/null \"$(command -v protoc)\"");
-    assert!(!output.status.success());
-    assert_eq!(missing_lines(&output), ["setup.sh: missing: protoc (Debian package protobuf-compiler)"]);
+    assert_eq!(
+        fails_naming("mount --bind /dev/null \"$(command -v protoc)\""),
+        ["setup.sh: missing: protoc (Debian package protobuf-compiler)"]
+    );
 }
 
 #[test]
 fn a_foreign_c_library_is_named_with_its_package() {
     // Generated per platform from ALL_PLATFORMS: the s390x copier links against this one.
-    let output = check_with("mount -t tmpfs none /usr/s390x-linux-gnu/lib");
-    assert!(!output.status.success());
     assert_eq!(
-        missing_lines(&output),
+        fails_naming("mount -t tmpfs none /usr/s390x-linux-gnu/lib"),
         ["setup.sh: missing: /usr/s390x-linux-gnu/lib/libc.a (Debian package libc6-dev-s390x-cross)"]
     );
 }
 
 #[test]
 fn an_old_or_missing_go_is_named_with_the_version_needed() {
-    let output = check_with("mount -t tmpfs none /usr/local/go");
-    assert!(!output.status.success());
-    let lines = missing_lines(&output);
+    let lines = fails_naming("mount -t tmpfs none /usr/local/go");
     assert_eq!(lines.len(), 1, "{lines:?}");
     let floor = test_kit::pinned("GO_MIN_VERSION");
     // "found none", or an older go elsewhere on PATH (Debian 12's golang-go is 1.19).
@@ -92,13 +94,11 @@ fn rust_floor() -> String {
 fn an_old_cargo_is_named_with_the_rust_version_the_workspace_needs() {
     // A cargo that reports 1.80 ahead of the real one on PATH (in a tmpfs over /tmp, private to
     // the namespace; HOME elsewhere, so lib.sh does not put rustup's cargo first again).
-    let output = check_with(
+    let lines = fails_naming(
         "mount -t tmpfs none /tmp && mkdir /tmp/old\n\
          printf '#!/bin/sh\\necho cargo 1.80.0\\n' >/tmp/old/cargo && chmod +x /tmp/old/cargo\n\
          export PATH=/tmp/old:$PATH HOME=/nonexistent",
     );
-    assert!(!output.status.success());
-    let lines = missing_lines(&output);
     let floor = rust_floor();
     assert!(
         lines.iter().any(|line| line.starts_with(&format!("setup.sh: missing: cargo >= {floor}, found 1.80.0"))),
