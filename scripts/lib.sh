@@ -139,18 +139,11 @@ is_command() {
   path=$(command -v "$1" 2>/dev/null) && [ -f "$path" ] && [ -x "$path" ]
 }
 
-# preflight TIER...: checks, in seconds, that everything the tiers' builds need is in place;
-# logs one line per missing piece naming what provides it, and fails if anything is missing.
-preflight() {
-  local package check missing=() rust version
-  while read -r package check; do
-    case "$check" in
-      /*) compgen -G "$check" >/dev/null || missing+=("$check (Debian package $package)") ;;
-      *) is_command "$check" || missing+=("$check (Debian package $package)") ;;
-    esac
-  done < <(requirements "$@")
-  # The toolchains this kind of machine brings: rustup's Rust with the gates' clippy and rustfmt,
-  # and Go. Debian 12's own are too old for either (cargo 0.66, go 1.19).
+# The toolchains this kind of machine brings and no script installs: rustup's Rust with the
+# gates' clippy and rustfmt, and Go (Debian 12's own are too old for either: cargo 0.66, go
+# 1.19). Logs one line per missing piece; setup.sh checks these before its apt installs.
+preflight_toolchains() {
+  local rust version missing=()
   rust=$(rust_min_version)
   version=$(cargo --version 2>/dev/null | cut -d' ' -f2)
   if [ -z "$version" ] || ! dpkg --compare-versions "${version%%-*}" ge "$rust"; then
@@ -158,11 +151,6 @@ preflight() {
   fi
   cargo clippy --version >/dev/null 2>&1 || missing+=("cargo clippy (rustup component add clippy)")
   cargo fmt --version >/dev/null 2>&1 || missing+=("cargo fmt (rustup component add rustfmt)")
-  # Debian's rustc-web builds the copier and the release webhooks: the same floor.
-  version=$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)
-  if [ -n "$version" ] && ! dpkg --compare-versions "${version%%-*}" ge "$rust"; then
-    missing+=("/usr/bin/rustc >= $rust, found $version (Debian package rustc-web, bookworm-security)")
-  fi
   # GOTOOLCHAIN=local: the go on this machine, not one it would fetch for a newer go.mod.
   version=$(cd / && GOTOOLCHAIN=local go env GOVERSION 2>/dev/null)
   version=${version#go}
@@ -170,8 +158,30 @@ preflight() {
     missing+=("go >= $GO_MIN_VERSION, found ${version:-none} (the Go distribution in /usr/local/go or on PATH)")
   fi
   [ ${#missing[@]} -gt 0 ] || return 0
-  for check in "${missing[@]}"; do log "missing: $check"; done
+  for version in "${missing[@]}"; do log "missing: $version"; done
   return 1
+}
+
+# preflight TIER...: checks, in seconds, that everything the tiers' builds need is in place (the
+# table's packages, Debian's rustc-web at the workspace's floor, the toolchains); logs one line
+# per missing piece naming what provides it, and fails if anything is missing.
+preflight() {
+  local package check missing=() version status=0
+  while read -r package check; do
+    case "$check" in
+      /*) compgen -G "$check" >/dev/null || missing+=("$check (Debian package $package)") ;;
+      *) is_command "$check" || missing+=("$check (Debian package $package)") ;;
+    esac
+  done < <(requirements "$@")
+  # Debian's rustc-web builds the copier and the release webhooks: the workspace's floor too.
+  version=$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)
+  if [ -n "$version" ] && ! dpkg --compare-versions "${version%%-*}" ge "$(rust_min_version)"; then
+    missing+=("/usr/bin/rustc >= $(rust_min_version), found $version (Debian package rustc-web, bookworm-security)")
+  fi
+  for check in "${missing[@]}"; do log "missing: $check"; done
+  [ ${#missing[@]} -eq 0 ] || status=1
+  preflight_toolchains || status=1
+  return "$status"
 }
 
 # go_build OUT LDFLAGS PACKAGE: one static Go command, reproducible paths (-trimpath), into OUT.

@@ -26,9 +26,10 @@ if [ "${1:-}" = --check ]; then
 fi
 [ $# -eq 0 ] || die "usage: $0 [--check]"
 
-# Debian's packages, in one go (the table is requirements in lib.sh), then the preflight: a
-# missing piece stops the run here, in seconds, rather than in a build minutes later. The
-# toolchains are the machine's own (rustup's Rust, Go); the preflight names what is missing.
+# The toolchains first (no script installs them: a machine without them stops in a second), then
+# Debian's packages in one go (the table is requirements in lib.sh), then the whole preflight: a
+# missing piece stops the run here, in seconds, rather than in a build minutes later.
+preflight_toolchains || die "stopping: install what is missing above"
 install_requirements "${tiers[@]}"
 preflight "${tiers[@]}" || die "stopping before the builds: install what is missing above"
 # The copier's musl link directories (their own script: the release tier adds to it).

@@ -9,7 +9,12 @@ use test_kit::repo_root;
 
 /// Runs `setup.sh --check` after the shell commands in `hide`, inside a private mount namespace.
 fn check_with(hide: &str) -> Output {
-    let script = format!("set -e; {hide}\nexec scripts/setup.sh --check");
+    run_with(hide, "--check")
+}
+
+/// Runs `setup.sh ARGS` after the shell commands in `hide`, inside a private mount namespace.
+fn run_with(hide: &str, args: &str) -> Output {
+    let script = format!("set -e; {hide}\nexec scripts/setup.sh {args}");
     Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .current_dir(repo_root())
@@ -75,6 +80,20 @@ fn an_old_or_missing_go_is_named_with_the_version_needed() {
     let floor = test_kit::pinned("GO_MIN_VERSION");
     // "found none", or an older go elsewhere on PATH (Debian 12's golang-go is 1.19).
     assert!(lines[0].starts_with(&format!("setup.sh: missing: go >= {floor}, found ")), "{lines:?}");
+}
+
+#[test]
+fn setup_without_go_stops_before_installing_or_building_anything() {
+    // The toolchains are checked before apt: on a new machine without them, setup ends in a
+    // second rather than after minutes of packages.
+    let output = run_with("mount -t tmpfs none /usr/local/go", "");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines = missing_lines(&output);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("setup.sh: missing: go >= "), "{stderr}");
+    assert!(stderr.contains("setup.sh: stopping: install what is missing above"), "{stderr}");
+    assert!(!stderr.contains("installing") && !stderr.contains("done in"), "{stderr}");
 }
 
 /// The highest rust-version of the workspace's members, as lib.sh's rust_min_version reads it.
