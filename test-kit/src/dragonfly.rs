@@ -46,29 +46,46 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// The scheduler and dfdaemon, running.
+/// The scheduler and dfdaemon, running (or, for node B, its dfdaemon alone).
 pub struct Dragonfly {
     pub dir: PathBuf,
     /// The host directory holding dfdaemon's socket.
     pub socket_dir: PathBuf,
     pub metrics_port: u16,
+    /// The scheduler's address, `ip:port`.
+    pub scheduler_address: String,
     binaries: Binaries,
-    address: String,
+    host: Host,
     scheduler: Option<Child>,
     dfdaemon: Option<Child>,
 }
 
+/// One dfdaemon's place in the cluster.
+struct Host {
+    /// With the address below, the host ID the scheduler hands to other peers as a parent.
+    hostname: String,
+    /// Where peers fetch pieces (dfdaemon's upload and storage servers listen here).
+    peer_ip: String,
+    /// Where its proxy listens (port 4001): the node's address, which the webhook injects.
+    proxy_ip: String,
+    /// Where its health, metrics and stats servers listen: reachable from the tests.
+    admin_ip: String,
+    /// The network namespace it runs in, if not the host's.
+    netns: Option<&'static str>,
+}
+
 impl Dragonfly {
-    /// Starts the scheduler on loopback and dfdaemon with its proxy on `address`:4001 and its
-    /// socket in `socket_dir` (created here).
-    pub fn start(dir: &Path, socket_dir: &Path, address: &str) -> Dragonfly {
+    /// Starts the scheduler on `peer_ip` and dfdaemon (host `dfi-node`) with its proxy on
+    /// `address`:4001, its socket in `socket_dir` (created here), and its upload and storage
+    /// servers on `peer_ip`, where other peers fetch pieces from it.
+    pub fn start(dir: &Path, socket_dir: &Path, address: &str, peer_ip: &str) -> Dragonfly {
         let binaries = binaries();
         std::fs::create_dir_all(dir).unwrap();
         let scheduler_port = free_port();
         std::fs::write(
             dir.join("scheduler.yaml"),
             format!(
-                "server:\n  advertiseIP: 127.0.0.1\n  listenIP: 127.0.0.1\n  port: {scheduler_port}\n  host: scheduler-e2e\n  \
+                "server:\n  advertiseIP: {peer_ip}\n  listenIP: {peer_ip}\n  port: {scheduler_port}\n  host: scheduler-e2e\n  \
                  logDir: {logs}\n  pluginDir: {plugins}\n  cacheDir: {cache}\n  dataDir: {data}\n\
                  job:\n  enable: false\nmetrics:\n  enable: false\n",
                 logs = dir.join("scheduler-log").display(),
@@ -84,12 +101,20 @@ impl Dragonfly {
              filterParentLimit: 15\nschedulerClusterClientConfig:\n  loadLimit: 200\n",
         )
         .unwrap();
+        let host = Host {
+            hostname: "dfi-node".to_owned(),
+            peer_ip: peer_ip.to_owned(),
+            proxy_ip: address.to_owned(),
+            admin_ip: "127.0.0.1".to_owned(),
+            netns: None,
+        };
         let mut dragonfly = Dragonfly {
             dir: dir.to_owned(),
             socket_dir: socket_dir.to_owned(),
             metrics_port: free_port(),
+            scheduler_address: format!("{peer_ip}:{scheduler_port}"),
             binaries,
-            address: address.to_owned(),
+            host,
             scheduler: None,
             dfdaemon: None,
         };
@@ -102,16 +127,49 @@ impl Dragonfly {
                 .arg("--console"),
             &dir.join("scheduler.log"),
         ));
-        dragonfly.wait(Duration::from_secs(60), "the scheduler's port", || {
-            TcpStream::connect(("127.0.0.1", scheduler_port)).is_ok()
-        });
-        std::fs::write(
-            dir.join("dfdaemon-dynconfig.yaml"),
-            format!("scheduler:\n  addrs: ['127.0.0.1:{scheduler_port}']\n"),
-        )
-        .unwrap();
+        let address = dragonfly.scheduler_address.clone();
+        dragonfly
+            .wait(Duration::from_secs(60), "the scheduler's port", || TcpStream::connect(address.as_str()).is_ok());
         dragonfly.start_dfdaemon();
         dragonfly
+    }
+
+    /// Node B: a second dfdaemon (host `dfi-node-b`) in the network namespace `netns`, on `ip`
+    /// (its proxy, upload, storage and admin servers), registered with `node_a`'s scheduler, its
+    /// socket in `socket_dir` on the host's filesystem.
+    pub fn start_peer(dir: &Path, socket_dir: &Path, netns: &'static str, ip: &str, node_a: &Dragonfly) -> Dragonfly {
+        std::fs::create_dir_all(dir).unwrap();
+        let host = Host {
+            hostname: "dfi-node-b".to_owned(),
+            peer_ip: ip.to_owned(),
+            proxy_ip: ip.to_owned(),
+            admin_ip: ip.to_owned(),
+            netns: Some(netns),
+        };
+        let mut dragonfly = Dragonfly {
+            dir: dir.to_owned(),
+            socket_dir: socket_dir.to_owned(),
+            metrics_port: free_port(),
+            scheduler_address: node_a.scheduler_address.clone(),
+            binaries: binaries(),
+            host,
+            scheduler: None,
+            dfdaemon: None,
+        };
+        dragonfly.start_dfdaemon();
+        dragonfly
+    }
+
+    /// The host ID the scheduler knows this dfdaemon by (what a child's log names as parent).
+    pub fn host_id(&self) -> String {
+        format!("{}-{}", self.host.peer_ip, self.host.hostname)
+    }
+
+    /// Stops dfdaemon (and leaves it stopped until [`Dragonfly::restart_dfdaemon`]).
+    pub fn stop_dfdaemon(&mut self) {
+        if let Some(mut child) = self.dfdaemon.take() {
+            stop(&mut child, Duration::from_secs(15));
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -120,18 +178,28 @@ impl Dragonfly {
 
     fn start_dfdaemon(&mut self) {
         let dir = &self.dir;
+        let host = &self.host;
         std::fs::create_dir_all(&self.socket_dir).unwrap();
+        std::fs::write(
+            dir.join("dfdaemon-dynconfig.yaml"),
+            format!("scheduler:\n  addrs: ['{}']\n", self.scheduler_address),
+        )
+        .unwrap();
         // Every port but the proxy's is free-picked; the proxy is where the webhook points pods.
         let config = format!(
-            "host:\n  hostname: dfi-node\n  ip: 127.0.0.1\n\
+            "host:\n  hostname: {hostname}\n  ip: {peer}\n\
              server:\n  pluginDir: {plugins}\n  cacheDir: {cache}\n\
              download:\n  server:\n    socketPath: {socket}\n\
-             upload:\n  server:\n    ip: 127.0.0.1\n    port: {upload}\n\
-             storage:\n  dir: {storage}\n  keep: false\n  server:\n    ip: 127.0.0.1\n    tcpPort: {tcp}\n    quicPort: {quic}\n\
-             health:\n  server:\n    ip: 127.0.0.1\n    port: {health}\n\
-             metrics:\n  server:\n    ip: 127.0.0.1\n    port: {metrics}\n\
-             stats:\n  server:\n    ip: 127.0.0.1\n    port: {stats}\n\
-             proxy:\n  server:\n    ip: {address}\n    port: {PROXY_PORT}\n  rules:\n    - regex: '.*'\n",
+             upload:\n  server:\n    ip: {peer}\n    port: {upload}\n\
+             storage:\n  dir: {storage}\n  keep: false\n  server:\n    ip: {peer}\n    tcpPort: {tcp}\n    quicPort: {quic}\n\
+             health:\n  server:\n    ip: {admin}\n    port: {health}\n\
+             metrics:\n  server:\n    ip: {admin}\n    port: {metrics}\n\
+             stats:\n  server:\n    ip: {admin}\n    port: {stats}\n\
+             proxy:\n  server:\n    ip: {proxy}\n    port: {PROXY_PORT}\n  rules:\n    - regex: '.*'\n",
+            hostname = host.hostname,
+            peer = host.peer_ip,
+            admin = host.admin_ip,
+            proxy = host.proxy_ip,
             plugins = dir.join("dfdaemon-plugins").display(),
             cache = dir.join("dfdaemon-cache").display(),
             socket = self.socket().display(),
@@ -142,40 +210,45 @@ impl Dragonfly {
             health = free_port(),
             metrics = self.metrics_port,
             stats = free_port(),
-            address = self.address,
         );
         std::fs::write(dir.join("dfdaemon.yaml"), config).unwrap();
         let _ = std::fs::remove_file(self.socket());
-        self.dfdaemon = Some(spawn_tied(
-            Command::new(self.binaries.client.join("dfdaemon"))
-                .arg("--config")
-                .arg(dir.join("dfdaemon.yaml"))
-                .arg("--dynconfig")
-                .arg(dir.join("dfdaemon-dynconfig.yaml"))
-                .arg("--log-dir")
-                .arg(dir.join("dfdaemon-log"))
-                .arg("--console"),
-            &dir.join("dfdaemon.log"),
-        ));
+        // In node B's namespace, `ip netns exec` enters it and execs dfdaemon in its place, so the
+        // child is dfdaemon itself (and dies with the test, as every spawn_tied child does).
+        let mut command = match host.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(self.binaries.client.join("dfdaemon"));
+                command
+            }
+            None => Command::new(self.binaries.client.join("dfdaemon")),
+        };
+        command
+            .arg("--config")
+            .arg(dir.join("dfdaemon.yaml"))
+            .arg("--dynconfig")
+            .arg(dir.join("dfdaemon-dynconfig.yaml"))
+            .arg("--log-dir")
+            .arg(dir.join("dfdaemon-log"))
+            .arg("--console");
+        self.dfdaemon = Some(spawn_tied(&mut command, &dir.join("dfdaemon.log")));
         let socket = self.socket();
-        let address = self.address.clone();
+        let proxy = host.proxy_ip.clone();
         self.wait(Duration::from_secs(60), "dfdaemon's socket and proxy", || {
-            socket.exists() && TcpStream::connect((address.as_str(), PROXY_PORT)).is_ok()
+            socket.exists() && TcpStream::connect((proxy.as_str(), PROXY_PORT)).is_ok()
         });
     }
 
     /// Stops dfdaemon and starts it again (it deletes and recreates its socket), as a DaemonSet
     /// rollout does.
     pub fn restart_dfdaemon(&mut self) {
-        if let Some(mut child) = self.dfdaemon.take() {
-            stop(&mut child, Duration::from_secs(15));
-        }
+        self.stop_dfdaemon();
         self.start_dfdaemon();
     }
 
     /// dfdaemon's Prometheus metrics.
     pub fn metrics(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        let mut stream = TcpStream::connect((self.host.admin_ip.as_str(), self.metrics_port)).unwrap();
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut reply = String::new();
         let _ = stream.read_to_string(&mut reply);

@@ -11,6 +11,7 @@ pub mod dragonfly;
 pub mod node;
 pub mod oci;
 pub mod origin;
+pub mod peer;
 pub mod platforms;
 pub mod registry;
 pub mod token;

@@ -17,6 +17,7 @@ use test_kit::free_port;
 use test_kit::node::{Node, NODE_IP, TAINT};
 use test_kit::oci::Image;
 use test_kit::origin::Origin;
+use test_kit::peer::{PeerLink, HOST_LINK_IP, PEER_IP, PEER_NETNS};
 use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use test_kit::{succeed, wait_for, wait_until, KubeletDir, Leaf, Pki, Waited};
 
@@ -51,9 +52,14 @@ struct Env {
 struct Real {
     node: std::sync::Mutex<Node>,
     dragonfly: std::sync::Mutex<Dragonfly>,
+    /// Node B: a second dfdaemon in its own network namespace, registered with the same
+    /// scheduler (its socket on the host, for dfget here).
+    peer: std::sync::Mutex<Dragonfly>,
     origin: Origin,
     /// The origin's files and their SHA-256, by name.
     files: std::collections::BTreeMap<String, String>,
+    /// Node B's namespace and link: dropped after both dfdaemons.
+    link: PeerLink,
     _work: tempfile::TempDir,
 }
 
@@ -121,8 +127,21 @@ impl Env {
         let real = real.map(|(work, mut node)| {
             node.join(&plane, &control_plane_binaries(), &registry.host);
             import_app_images(&node);
-            let dragonfly =
-                Dragonfly::start(&work.path().join("dragonfly"), std::path::Path::new(HOST_SOCKET_DIR), NODE_IP);
+            // Node B's link first: the scheduler and node A's servers listen on its host end.
+            let link = PeerLink::create();
+            let dragonfly = Dragonfly::start(
+                &work.path().join("dragonfly"),
+                std::path::Path::new(HOST_SOCKET_DIR),
+                NODE_IP,
+                HOST_LINK_IP,
+            );
+            let peer = Dragonfly::start_peer(
+                &work.path().join("peer"),
+                &work.path().join("peer-run"),
+                PEER_NETNS,
+                PEER_IP,
+                &dragonfly,
+            );
             let mut served = std::collections::BTreeMap::new();
             let mut files = std::collections::BTreeMap::new();
             // Above and below 4 MiB: dfdaemon asks the scheduler only for the larger.
@@ -133,12 +152,16 @@ impl Env {
                 served.insert(name.to_owned(), bytes);
                 files.insert(name.to_owned(), sum);
             }
-            let origin = Origin::start(served);
+            // On the link's host end: dfdaemon on either node reaches it, pods (whose only route
+            // is the bridge's subnet) do not.
+            let origin = Origin::start_on(HOST_LINK_IP.parse().unwrap(), served);
             Real {
                 node: std::sync::Mutex::new(node),
                 dragonfly: std::sync::Mutex::new(dragonfly),
+                peer: std::sync::Mutex::new(peer),
                 origin,
                 files,
+                link,
                 _work: work,
             }
         });
@@ -746,8 +769,11 @@ impl Env {
         node.teardown(&self.plane);
         let mut left = node.sysctls_changed();
         drop(real.dragonfly);
+        drop(real.peer);
+        drop(real.link);
         drop(node);
         left.extend(test_kit::node::leftovers());
+        left.extend(test_kit::peer::leftovers());
         left
     }
 
@@ -853,6 +879,96 @@ fn an_injected_pod_downloads_with_dfget_through_dfdaemon(env: &Env) {
         "dfdaemon handled the task:\n{}",
         log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// Node B downloads `url` with dfget through its own dfdaemon's socket, as a pod there would
+/// (`--console`: dfget's log goes to its output, not under /var/log on the host); returns the
+/// file's SHA-256.
+fn node_b_downloads(real: &Real, url: &str) -> String {
+    let peer = real.peer.lock().unwrap();
+    let out = peer.dir.join(format!("download-{}", url.rsplit('/').next().unwrap()));
+    let output = peer
+        .tool("dfget")
+        .env("DFGET_TRANSFER_FROM_DFDAEMON", "true")
+        .arg("--endpoint")
+        .arg(peer.socket())
+        .args(["--console", "--no-progress", url, "-O"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "node B's dfget: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sum = sha256_hex(&std::fs::read(&out).unwrap());
+    std::fs::remove_file(&out).unwrap();
+    sum
+}
+
+/// An injected pod on node A downloads with dfget, and the pod's SHA-256 line.
+fn pod_on_node_a_downloads(env: &Env, name: &str, url: &str) -> String {
+    let script = format!("set -e; dfget '{url}' -O /tmp/file; sha256sum /tmp/file");
+    env.run_pod("e2e-node", &node_pod(name, BUSYBOX, &script, json!({"dragonfly.io/inject-p2p": "true"})));
+    env.pod_logs("e2e-node", name)
+}
+
+/// Content over 4 MiB (smaller tasks skip the scheduler), new to every dfdaemon: its URL, its
+/// path at the origin and its SHA-256.
+fn new_content(real: &Real, seed: &str) -> (String, String, String) {
+    const SIZE: u64 = 16 * 1024 * 1024 + 4099;
+    let url = real.origin.generated_url(SIZE, seed);
+    let path = format!("/gen/{SIZE}/{seed}");
+    (url, path, test_kit::origin::generated_sha256(SIZE, seed))
+}
+
+/// P2P: an injected pod on node A downloads new content through its node's dfdaemon; then node
+/// B downloads it and the origin serves nothing more: B got every piece from A, and B's log
+/// names A's host as the parent the scheduler gave it.
+fn node_b_gets_a_pods_download_from_node_a_not_the_origin(env: &Env) {
+    let real = env.real();
+    let (url, path, sum) = new_content(real, "a-then-b");
+    let logs = pod_on_node_a_downloads(env, "p2p-a-then-b", &url);
+    assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
+    let after_a = real.origin.served(&path);
+    assert!(after_a >= 16 * 1024 * 1024, "node A went back to the origin for it: {after_a} bytes");
+    assert!(after_a <= 16 * 1024 * 1024 + 4099 + 1, "node A fetched more than the file and its probe: {after_a}");
+    assert_eq!(node_b_downloads(real, &url), sum);
+    assert_within_a_probe(real.origin.served(&path), after_a, "node B");
+    let node_a = real.dragonfly.lock().unwrap().host_id();
+    let log = real.peer.lock().unwrap().log("dfdaemon");
+    assert!(log.contains(&node_a), "node B's dfdaemon names {node_a} as its parent:\n{}", tail(&log, 30));
+    println!("origin served {path}: {after_a} bytes, once; node B's pieces came from {node_a}");
+}
+
+/// P2P the other way: node B downloads first (from the origin), then an injected pod on node A
+/// gets the same content from B, and the origin serves nothing more.
+fn a_pod_on_node_a_gets_node_bs_download_from_node_b(env: &Env) {
+    let real = env.real();
+    let (url, path, sum) = new_content(real, "b-then-a");
+    assert_eq!(node_b_downloads(real, &url), sum);
+    let after_b = real.origin.served(&path);
+    assert!(after_b >= 16 * 1024 * 1024, "node B went back to the origin for it: {after_b} bytes");
+    let logs = pod_on_node_a_downloads(env, "p2p-b-then-a", &url);
+    assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
+    assert_within_a_probe(real.origin.served(&path), after_b, "the pod on node A");
+    let node_b = real.peer.lock().unwrap().host_id();
+    let log = real.dragonfly.lock().unwrap().log("dfdaemon");
+    assert!(log.contains(&node_b), "node A's dfdaemon names {node_b} as its parent:\n{}", tail(&log, 30));
+}
+
+/// Every dfdaemon that starts a task asks the origin for its first byte (`Range: bytes=0-0`,
+/// how it learns the length) before it looks for peers; every other byte of a file served once
+/// must come from a peer. So a later downloader may add that one byte to the origin's count.
+fn assert_within_a_probe(now: u64, before: u64, who: &str) {
+    assert!(now <= before + 1, "{who}'s download reached the origin: {before} -> {now} bytes");
+}
+
+fn tail(log: &str, lines: usize) -> String {
+    let mut last: Vec<&str> = log.lines().rev().take(lines).collect();
+    last.reverse();
+    last.join("\n")
 }
 
 /// Under Pod Security `baseline` the socket (a hostPath) is left out, and the pod must still
@@ -1293,6 +1409,11 @@ fn main() {
         ),
         ("a_conda_style_image_keeps_its_path_and_finds_dfget", a_conda_style_image_keeps_its_path_and_finds_dfget),
         ("a_glibc_image_runs_the_static_tools", a_glibc_image_runs_the_static_tools),
+        (
+            "node_b_gets_a_pods_download_from_node_a_not_the_origin",
+            node_b_gets_a_pods_download_from_node_a_not_the_origin,
+        ),
+        ("a_pod_on_node_a_gets_node_bs_download_from_node_b", a_pod_on_node_a_gets_node_bs_download_from_node_b),
         ("an_init_container_warms_up_with_dfget", an_init_container_warms_up_with_dfget),
         (
             "a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart",
@@ -1335,6 +1456,11 @@ fn main() {
         println!("TOOLS_IMAGE={}", env.pinned_image);
         println!("ORIGIN_URL={}", real.origin.url("").trim_end_matches('/'));
         println!("ORIGIN_STATS_URL={}", real.origin.stats_url());
+        let peer = real.peer.lock().unwrap();
+        println!("PEER_NETNS={PEER_NETNS}");
+        println!("PEER_DFGET={}", test_kit::dragonfly::binaries().client.join("dfget").display());
+        println!("PEER_SOCKET={}", peer.socket().display());
+        drop(peer);
         println!("NODE_TOLERATION={TAINT}:NoSchedule");
         println!("READY");
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
