@@ -958,6 +958,33 @@ fn a_pod_on_node_a_gets_node_bs_download_from_node_b(env: &Env) {
     assert!(log.contains(&node_b), "node A's dfdaemon names {node_b} as its parent:\n{}", tail(&log, 30));
 }
 
+/// P2P through the proxy: a pod on node A fetches new content with plain HTTP through
+/// `$DRAGONFLY_INJECT_PROXY` (no Dragonfly tool involved), then a client on node B fetches it
+/// through B's proxy; the origin serves it once, and B's log names A as the parent.
+fn plain_http_through_the_proxies_is_shared_between_the_nodes(env: &Env) {
+    let real = env.real();
+    let (url, path, sum) = new_content(real, "proxy-a-then-b");
+    let script =
+        format!("set -e; http_proxy=$DRAGONFLY_INJECT_PROXY wget -q -O /tmp/file '{url}'; sha256sum /tmp/file");
+    let annotations = json!({"dragonfly.io/inject-p2p": "true"});
+    env.run_pod("e2e-node", &node_pod("p2p-proxy", BUSYBOX, &script, annotations));
+    let logs = env.pod_logs("e2e-node", "p2p-proxy");
+    assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
+    let after_a = real.origin.served(&path);
+    assert!(after_a >= 16 * 1024 * 1024, "node A's proxy went back to the origin for it: {after_a} bytes");
+    // Node B's client: busybox wget on the host, through B's proxy on B's address.
+    let peer = real.peer.lock().unwrap();
+    let out = peer.dir.join("proxied");
+    let proxy = format!("http://{PEER_IP}:{}", test_kit::dragonfly::PROXY_PORT);
+    succeed(Command::new("/bin/busybox").args(["wget", "-q", "-O"]).arg(&out).arg(&url).env("http_proxy", &proxy));
+    assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), sum);
+    std::fs::remove_file(&out).unwrap();
+    assert_within_a_probe(real.origin.served(&path), after_a, "node B's proxy");
+    let node_a = real.dragonfly.lock().unwrap().host_id();
+    let log = peer.log("dfdaemon");
+    assert!(log.contains(&node_a), "node B's dfdaemon names {node_a} as its parent:\n{}", tail(&log, 30));
+}
+
 /// Every dfdaemon that starts a task asks the origin for its first byte (`Range: bytes=0-0`,
 /// how it learns the length) before it looks for peers; every other byte of a file served once
 /// must come from a peer. So a later downloader may add that one byte to the origin's count.
@@ -1414,6 +1441,10 @@ fn main() {
             node_b_gets_a_pods_download_from_node_a_not_the_origin,
         ),
         ("a_pod_on_node_a_gets_node_bs_download_from_node_b", a_pod_on_node_a_gets_node_bs_download_from_node_b),
+        (
+            "plain_http_through_the_proxies_is_shared_between_the_nodes",
+            plain_http_through_the_proxies_is_shared_between_the_nodes,
+        ),
         ("an_init_container_warms_up_with_dfget", an_init_container_warms_up_with_dfget),
         (
             "a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart",
