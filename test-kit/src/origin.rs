@@ -22,6 +22,9 @@ pub const STATS_PATH: &str = "/_stats";
 
 /// The largest generated file: the tests' biggest is 64 MiB; a typo must not ask for terabytes.
 const MAX_GENERATED: u64 = 1 << 32;
+/// Generated files up to this size are kept once made, so serving them costs a copy, not a
+/// SHA-256 per 32 bytes (a direct download is then timed against the network, not the origin).
+const CACHED_GENERATED: u64 = 256 << 20;
 
 pub struct Origin {
     pub address: IpAddr,
@@ -32,12 +35,17 @@ pub struct Origin {
     stop: Arc<AtomicBool>,
 }
 
+/// Generated content by (size, seed).
+type Generated<T> = Mutex<BTreeMap<(u64, String), T>>;
+
 struct Shared {
-    files: BTreeMap<String, Vec<u8>>,
+    files: BTreeMap<String, Arc<Vec<u8>>>,
     requests: Arc<AtomicUsize>,
     served: Arc<Mutex<BTreeMap<String, u64>>>,
     /// SHA-256 of generated content, computed once per (size, seed).
-    sums: Mutex<BTreeMap<(u64, String), String>>,
+    sums: Generated<String>,
+    /// Generated content up to CACHED_GENERATED, made once per (size, seed).
+    cache: Generated<Arc<Vec<u8>>>,
 }
 
 impl Origin {
@@ -54,10 +62,11 @@ impl Origin {
         let served = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
-            files,
+            files: files.into_iter().map(|(path, body)| (path, Arc::new(body))).collect(),
             requests: requests.clone(),
             served: served.clone(),
             sums: Mutex::new(BTreeMap::new()),
+            cache: Mutex::new(BTreeMap::new()),
         });
         let stopping = stop.clone();
         std::thread::spawn(move || {
@@ -142,7 +151,7 @@ pub fn generated_sha256(bytes: u64, seed: &str) -> String {
 /// What a path names: a fixed file, generated content, a generated file's checksum, or the
 /// stats page.
 enum Resource {
-    Fixed(Vec<u8>),
+    Fixed(Arc<Vec<u8>>),
     Generated { bytes: u64, seed: String },
     Stats,
 }
@@ -166,7 +175,13 @@ fn resource(shared: &Shared, path: &str) -> Option<Resource> {
             shared.sums.lock().unwrap().insert(key, sum.clone());
             sum
         });
-        return Some(Resource::Fixed(format!("{sum}  {seed}\n").into_bytes()));
+        return Some(Resource::Fixed(Arc::new(format!("{sum}  {seed}\n").into_bytes())));
+    }
+    if bytes <= CACHED_GENERATED {
+        let key = (bytes, seed.to_owned());
+        let mut cache = shared.cache.lock().unwrap();
+        let body = cache.entry(key).or_insert_with(|| Arc::new(generated(seed, 0, bytes))).clone();
+        return Some(Resource::Fixed(body));
     }
     Some(Resource::Generated { bytes, seed: seed.to_owned() })
 }

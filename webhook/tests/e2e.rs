@@ -985,6 +985,62 @@ fn plain_http_through_the_proxies_is_shared_between_the_nodes(env: &Env) {
     assert!(log.contains(&node_a), "node B's dfdaemon names {node_a} as its parent:\n{}", tail(&log, 30));
 }
 
+/// Ten injected pods on node A and a client on node B download one new 64 MiB file at once: the
+/// origin serves it about once (each downloader may add its probe byte; two nodes starting
+/// together may both fetch a few pieces before either has them). With E2E_P2P_BASELINE=1, ten
+/// plain wgets straight from the origin on the host too, for BENCHMARKS.md ("P2P"): a
+/// measurement, so the suite leaves it out.
+fn ten_pods_and_node_b_at_once_share_one_download(env: &Env) {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let real = env.real();
+    let seed = "ten-at-once";
+    let (url, path) = (real.origin.generated_url(SIZE, seed), format!("/gen/{SIZE}/{seed}"));
+    let sum = test_kit::origin::generated_sha256(SIZE, seed);
+    env.ensure_namespace("e2e-node");
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for i in 0..10 {
+            let (url, sum) = (&url, &sum);
+            scope.spawn(move || {
+                let logs = pod_on_node_a_downloads(env, &format!("p2p-ten-{i}"), url);
+                assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
+            });
+        }
+        assert_eq!(node_b_downloads(real, &url), sum);
+    });
+    let p2p = started.elapsed();
+    let served = real.origin.served(&path);
+    assert!(served >= SIZE, "{served}");
+    assert!(served <= SIZE + SIZE / 2, "the origin served {served} bytes for eleven downloads of {SIZE}");
+    println!(
+        "e2e: p2p: ten pods on node A and node B downloaded 64 MiB at once in {:.1} s, the origin serving {served} \
+         bytes ({:.2}x the file)",
+        p2p.as_secs_f64(),
+        served as f64 / SIZE as f64,
+    );
+    if std::env::var_os("E2E_P2P_BASELINE").is_none() {
+        return;
+    }
+    // The same ten downloads without Dragonfly: every one from the origin.
+    let direct = real.origin.generated_url(SIZE, "ten-direct");
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..10 {
+            scope.spawn(|| {
+                let output =
+                    Command::new("/bin/busybox").args(["wget", "-q", "-O", "/dev/null", &direct]).output().unwrap();
+                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            });
+        }
+    });
+    let plain = started.elapsed();
+    let direct_served = real.origin.served(&format!("/gen/{SIZE}/ten-direct"));
+    println!(
+        "e2e: p2p baseline: ten plain wgets from the origin took {:.1} s, the origin serving {direct_served} bytes",
+        plain.as_secs_f64()
+    );
+}
+
 /// Every dfdaemon that starts a task asks the origin for its first byte (`Range: bytes=0-0`,
 /// how it learns the length) before it looks for peers; every other byte of a file served once
 /// must come from a peer. So a later downloader may add that one byte to the origin's count.
@@ -1445,6 +1501,7 @@ fn main() {
             "plain_http_through_the_proxies_is_shared_between_the_nodes",
             plain_http_through_the_proxies_is_shared_between_the_nodes,
         ),
+        ("ten_pods_and_node_b_at_once_share_one_download", ten_pods_and_node_b_at_once_share_one_download),
         ("an_init_container_warms_up_with_dfget", an_init_container_warms_up_with_dfget),
         (
             "a_deployments_pod_keeps_downloading_across_a_dfdaemon_restart",
