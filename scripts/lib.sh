@@ -406,7 +406,12 @@ jobs_wait() {
         set +m
         return "$status"
       fi
-      steps=$(paste -sd, "$JOBS_DIR/${JOB_NAMES[$i]}.steps" 2>/dev/null | sed 's/,/, /g')
+      # (Not a pipeline on a file that may be missing: under pipefail and set -e, a job without
+      # steps, such as test.sh's clippy, would end the caller here.)
+      steps=""
+      if [ -f "$JOBS_DIR/${JOB_NAMES[$i]}.steps" ]; then
+        steps=$(paste -sd, "$JOBS_DIR/${JOB_NAMES[$i]}.steps" | sed 's/,/, /g')
+      fi
       log "${JOB_NAMES[$i]} done in $(cat "$JOBS_DIR/${JOB_NAMES[$i]}.seconds") s${steps:+ ($steps)}"
     done
   done
