@@ -111,13 +111,13 @@ fn rust_floor() -> String {
 
 #[test]
 fn an_old_cargo_is_named_with_the_rust_version_the_workspace_needs() {
-    // A cargo that reports 1.80 ahead of the real one on PATH (in a tmpfs over /tmp, private to
-    // the namespace; HOME elsewhere, so lib.sh does not put rustup's cargo first again).
-    let lines = fails_naming(
-        "mount -t tmpfs none /tmp && mkdir /tmp/old\n\
-         printf '#!/bin/sh\\necho cargo 1.80.0\\n' >/tmp/old/cargo && chmod +x /tmp/old/cargo\n\
-         export PATH=/tmp/old:$PATH HOME=/nonexistent",
-    );
+    // A cargo that reports 1.80 ahead of the real one on PATH (in a directory of the test's own:
+    // not a mount over /tmp, where the clone itself may live; HOME elsewhere, so lib.sh does not
+    // put rustup's cargo first again).
+    let old = tempfile::tempdir().unwrap();
+    std::fs::write(old.path().join("cargo"), "#!/bin/sh\necho cargo 1.80.0\n").unwrap();
+    std::fs::set_permissions(old.path().join("cargo"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let lines = fails_naming(&format!("export PATH={}:$PATH HOME=/nonexistent", old.path().display()));
     let floor = rust_floor();
     assert!(
         lines.iter().any(|line| line.starts_with(&format!("setup.sh: missing: cargo >= {floor}, found 1.80.0"))),
