@@ -166,7 +166,7 @@ preflight_toolchains() {
 # table's packages, Debian's rustc-web at the workspace's floor, the toolchains); logs one line
 # per missing piece naming what provides it, and fails if anything is missing.
 preflight() {
-  local package check missing=() version status=0
+  local package check missing=() version rust status=0
   while read -r package check; do
     case "$check" in
       /*) compgen -G "$check" >/dev/null || missing+=("$check (Debian package $package)") ;;
@@ -175,8 +175,9 @@ preflight() {
   done < <(requirements "$@")
   # Debian's rustc-web builds the copier and the release webhooks: the workspace's floor too.
   version=$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)
-  if [ -n "$version" ] && ! dpkg --compare-versions "${version%%-*}" ge "$(rust_min_version)"; then
-    missing+=("/usr/bin/rustc >= $(rust_min_version), found $version (Debian package rustc-web, bookworm-security)")
+  rust=$(rust_min_version)
+  if [ -n "$version" ] && ! dpkg --compare-versions "${version%%-*}" ge "$rust"; then
+    missing+=("/usr/bin/rustc >= $rust, found $version (Debian package rustc-web, bookworm-security)")
   fi
   for check in "${missing[@]}"; do log "missing: $check"; done
   [ ${#missing[@]} -eq 0 ] || status=1
