@@ -7,7 +7,7 @@
 #   target/dist/linux/amd64/tools/<tool>         dfget, dfcache, dfstore, dfctl (scripts/dragonfly.sh)
 #   target/dist/linux/amd64/tools/SHA256SUMS     the copier's manifest for tools/
 #
-#   scripts/cross-build.sh [--profile test|release] [--only tools|webhook] [PLATFORM...]
+#   scripts/cross-build.sh [--profile test|release] [--only tools|webhook|ours] [PLATFORM...]
 #
 # "test" (the default, what scripts/test.sh and CI build): the copier for every platform, and the
 # webhook and the Dragonfly tools for linux/amd64 only, in fast profiles; the tests run each of
@@ -15,8 +15,10 @@
 # release profiles; platforms default to $ALL_PLATFORMS for the webhook and $TOOLS_PLATFORMS for
 # the tools. The Dragonfly tools are built by scripts/dragonfly.sh when missing from its cache.
 # `--only tools` builds the tools image's part (copier and Dragonfly tools), `--only webhook` the
-# webhook: each image's in-Docker build asks for its own. target/dist/PROFILE records the profile,
-# so the image tests know which platforms to expect.
+# webhook: each image's in-Docker build asks for its own. `--only ours` builds this workspace's
+# binaries (the copier and the webhook) and not the Dragonfly tools: setup.sh runs it beside the
+# Dragonfly client's long build, so the whole dist after it only copies. target/dist/PROFILE
+# records the profile, so the image tests know which platforms to expect.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$repo_root"
@@ -29,11 +31,11 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     linux/*) platforms+=("$1"); shift ;;
-    *) die "usage: $0 [--profile test|release] [--only tools|webhook] [PLATFORM...]   (platforms: $ALL_PLATFORMS)" ;;
+    *) die "usage: $0 [--profile test|release] [--only tools|webhook|ours] [PLATFORM...]   (platforms: $ALL_PLATFORMS)" ;;
   esac
 done
 case "$profile" in test | release) ;; *) die "unknown profile $profile (test, release)" ;; esac
-case "$only" in "" | tools | webhook) ;; *) die "unknown part $only (tools, webhook)" ;; esac
+case "$only" in "" | tools | webhook | ours) ;; *) die "unknown part $only (tools, webhook, ours)" ;; esac
 [ ${#platforms[@]} -gt 0 ] || read -r -a platforms <<<"$ALL_PLATFORMS"
 
 # Which platforms get a webhook and the Dragonfly tools in this profile.
@@ -41,6 +43,7 @@ wants_webhook() { [ "$only" != tools ] && { [ "$profile" = release ] || [ "$1" =
 wants_copier() { [ "$only" != webhook ]; }
 wants_tools() {
   wants_copier || return 1
+  [ "$only" != ours ] || return 1
   if [ "$profile" = release ]; then
     case " $TOOLS_PLATFORMS " in *" $1 "*) return 0 ;; esac
     return 1

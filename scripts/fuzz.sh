@@ -3,11 +3,11 @@
 # instrumentation the way `cargo fuzz` builds them (stable rustc; ASan, which needs
 # -Zsanitizer, only with FUZZ_ASAN=1 and RUSTC_BOOTSTRAP=1), then run from the committed seed
 # corpus in a throw-away working corpus, so the repository is left as it was.
-#   scripts/fuzz.sh                  every target for 15 s (what scripts/test.sh runs)
+#   scripts/fuzz.sh                  every target for 15 s (what scripts/test.sh runs, at nice 19
+#                                    beside the test binaries, which leave a core partly idle)
 #   scripts/fuzz.sh 600 review       one target for 10 minutes
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 0 yaml   ten million executions (the long run in BENCHMARKS.md)
-#   scripts/fuzz.sh build            only build every target (scripts/test.sh does it at nice 19
-#                                    beside the test binaries, which leave a core partly idle)
+#   scripts/fuzz.sh build            only build every target
 # A crash stops the script with the input libFuzzer saved (fuzz/artifacts/<target>/).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

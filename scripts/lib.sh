@@ -363,6 +363,10 @@ jobs_start() {
   export JOBS_DIR
   JOB_PIDS=()
   JOB_NAMES=()
+  # Jobs are process groups of their own, so the signal that ends the caller (test.sh stopping
+  # setup.sh when clippy fails) or the caller's failing exit would not reach them: stop them.
+  trap 'jobs_stop; exit 143' TERM INT
+  trap 'status=$?; [ "$status" -eq 0 ] || jobs_stop; exit "$status"' EXIT
 }
 
 job() {
@@ -401,10 +405,7 @@ jobs_wait() {
       if [ "$status" -ne 0 ]; then
         log "${JOB_NAMES[$i]} failed (exit $status); its log ends:"
         tail -n 40 "$JOBS_DIR/${JOB_NAMES[$i]}.log" >&2
-        for pid in "${running[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
-        wait 2>/dev/null || true
-        rm -rf "$JOBS_DIR"
-        set +m
+        jobs_stop
         return "$status"
       fi
       # (Not a pipeline on a file that may be missing: under pipefail and set -e, a job without
@@ -413,9 +414,37 @@ jobs_wait() {
       if [ -f "$JOBS_DIR/${JOB_NAMES[$i]}.steps" ]; then
         steps=$(paste -sd, "$JOBS_DIR/${JOB_NAMES[$i]}.steps" | sed 's/,/, /g')
       fi
+      # A job that ran jobs of its own (test.sh's setup) passes their closing lines on, so a
+      # cold run's log says where each chain's minutes went.
+      grep -h ' done in ' "$JOBS_DIR/${JOB_NAMES[$i]}.log" >&2 || true
       log "${JOB_NAMES[$i]} done in $(cat "$JOBS_DIR/${JOB_NAMES[$i]}.seconds") s${steps:+ ($steps)}"
     done
   done
+  jobs_end
+}
+
+# jobs_stop: ends every job still running (each is a process group of its own: cargo, rustc and
+# go with it), waits for them, and forgets them. For a caller that fails between job() and
+# jobs_wait, such as setup.sh when apt fails with the Go chain already running.
+jobs_stop() {
+  local pid
+  for pid in "${JOB_PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  jobs_end
+}
+
+jobs_end() {
+  JOB_PIDS=()
   rm -rf "$JOBS_DIR"
+  trap - TERM INT EXIT
   set +m
+}
+
+# wait_for_file FILE SECONDS: waits until FILE exists; fails after SECONDS.
+wait_for_file() {
+  local deadline=$((SECONDS + $2))
+  until [ -e "$1" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "gave up waiting for $1 after $2 s"; return 1; }
+    sleep 1
+  done
 }
