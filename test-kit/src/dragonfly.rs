@@ -58,6 +58,9 @@ pub struct Dragonfly {
     host: Host,
     scheduler: Option<Child>,
     dfdaemon: Option<Child>,
+    /// dfdaemon's `upload.bandwidthLimit` (how fast it serves pieces to other peers), when not
+    /// its default of 50 GB/s.
+    upload_limit: Option<String>,
 }
 
 /// One dfdaemon's place in the cluster.
@@ -117,6 +120,7 @@ impl Dragonfly {
             host,
             scheduler: None,
             dfdaemon: None,
+            upload_limit: None,
         };
         dragonfly.scheduler = Some(spawn_tied(
             Command::new(&dragonfly.binaries.scheduler)
@@ -155,6 +159,7 @@ impl Dragonfly {
             host,
             scheduler: None,
             dfdaemon: None,
+            upload_limit: None,
         };
         dragonfly.start_dfdaemon();
         dragonfly
@@ -169,6 +174,16 @@ impl Dragonfly {
     pub fn stop_dfdaemon(&mut self) {
         if let Some(mut child) = self.dfdaemon.take() {
             stop(&mut child, Duration::from_secs(15));
+        }
+    }
+
+    /// Kills dfdaemon at once (SIGKILL), as a node that dies or an OOM kill does: unlike a stop,
+    /// which lets it finish the pieces it is serving, the transfers in flight break. Stays
+    /// down until [`Dragonfly::restart_dfdaemon`].
+    pub fn kill_dfdaemon(&mut self) {
+        if let Some(mut child) = self.dfdaemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -190,7 +205,7 @@ impl Dragonfly {
             "host:\n  hostname: {hostname}\n  ip: {peer}\n\
              server:\n  pluginDir: {plugins}\n  cacheDir: {cache}\n\
              download:\n  server:\n    socketPath: {socket}\n\
-             upload:\n  server:\n    ip: {peer}\n    port: {upload}\n\
+             upload:\n  bandwidthLimit: {upload_limit}\n  server:\n    ip: {peer}\n    port: {upload}\n\
              storage:\n  dir: {storage}\n  keep: false\n  server:\n    ip: {peer}\n    tcpPort: {tcp}\n    quicPort: {quic}\n\
              health:\n  server:\n    ip: {admin}\n    port: {health}\n\
              metrics:\n  server:\n    ip: {admin}\n    port: {metrics}\n\
@@ -204,6 +219,7 @@ impl Dragonfly {
             cache = dir.join("dfdaemon-cache").display(),
             socket = self.socket().display(),
             upload = free_port(),
+            upload_limit = self.upload_limit.as_deref().unwrap_or("50GB"),
             storage = dir.join("dfdaemon-storage").display(),
             tcp = free_port(),
             quic = free_port(),
@@ -244,6 +260,13 @@ impl Dragonfly {
     pub fn restart_dfdaemon(&mut self) {
         self.stop_dfdaemon();
         self.start_dfdaemon();
+    }
+
+    /// Restarts dfdaemon serving pieces to other peers at most `limit` per second (`"4MB"`), or
+    /// at its default with `None`: a test that must catch a peer mid-transfer slows it down.
+    pub fn restart_dfdaemon_with_upload_limit(&mut self, limit: Option<&str>) {
+        self.upload_limit = limit.map(str::to_owned);
+        self.restart_dfdaemon();
     }
 
     /// dfdaemon's Prometheus metrics.

@@ -1001,13 +1001,54 @@ fn plain_http_through_the_proxies_is_shared_between_the_nodes(env: &Env) {
     assert!(log.contains(&node_a), "node B's dfdaemon names {node_a} as its parent:\n{}", tail(&log, 30));
 }
 
-/// Ten injected pods on node A and a client on node B download one new 32 MiB file at once: the
+/// Node B's dfdaemon dies while a pod on node A is getting pieces from it: the pod still
+/// completes with the right SHA-256, and the origin serves what B no longer can. For this one B
+/// serves pieces at 4 MB/s (dfdaemon's `upload.bandwidthLimit`), so the pod is certainly
+/// mid-download when B goes (16 MiB from B alone takes four seconds). B is killed, not stopped:
+/// a stopped dfdaemon first finishes the pieces it is serving, and A had asked for all five at
+/// once, so after a stop A still had every piece from B (seen here). B then starts again as it
+/// was, before any assertion, so that a failure here leaves the later scenarios their node.
+fn node_b_dying_mid_download_leaves_the_pod_on_node_a_to_the_origin(env: &Env) {
+    let real = env.real();
+    real.peer.lock().unwrap().restart_dfdaemon_with_upload_limit(Some("4MB"));
+    let (url, path, sum) = new_content(real, "b-stops");
+    assert_eq!(node_b_downloads(real, &url), sum);
+    let after_b = real.origin.served(&path);
+    let node_b = real.peer.lock().unwrap().host_id();
+    let seen = real.dragonfly.lock().unwrap().log("dfdaemon").len();
+    let (named, logs) = std::thread::scope(|scope| {
+        let pod = scope.spawn(|| pod_on_node_a_downloads(env, "p2p-b-stops", &url));
+        // Node A's dfdaemon names B once the scheduler has given it B as its parent.
+        let named = wait_until(Duration::from_secs(120), Duration::from_millis(50), || {
+            Ok(real.dragonfly.lock().unwrap().log("dfdaemon").get(seen..).unwrap_or("").contains(&node_b))
+        });
+        // A second of pieces at 4 MB/s, a quarter of the file, then B is gone.
+        std::thread::sleep(Duration::from_secs(1));
+        real.peer.lock().unwrap().kill_dfdaemon();
+        (named, pod.join())
+    });
+    real.peer.lock().unwrap().restart_dfdaemon_with_upload_limit(None);
+    let logs = logs.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(named.is_ok(), "node A's dfdaemon never named node B ({node_b}) as its parent");
+    assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
+    let after_a = real.origin.served(&path);
+    let log = real.dragonfly.lock().unwrap().log("dfdaemon");
+    assert!(
+        after_a > after_b + 1,
+        "the origin served nothing more ({after_b} -> {after_a} bytes): the pod had every piece before B stopped; \
+         node A's dfdaemon:\n{}",
+        tail(log.get(seen..).unwrap_or(""), 40)
+    );
+    println!("e2e: p2p: node B died mid-transfer; the origin then served node A {} more bytes", after_a - after_b);
+}
+
+/// Ten injected pods on node A and a client on node B download one new 64 MiB file at once: the
 /// origin serves it about once (each downloader may add its probe byte; two nodes starting
 /// together may both fetch a few pieces before either has them). With E2E_P2P_BASELINE=1, ten
 /// plain wgets straight from the origin on the host too, for BENCHMARKS.md ("P2P"): a
 /// measurement, so the suite leaves it out.
 fn ten_pods_and_node_b_at_once_share_one_download(env: &Env) {
-    const SIZE: u64 = 32 * 1024 * 1024;
+    const SIZE: u64 = 64 * 1024 * 1024;
     let real = env.real();
     let seed = "ten-at-once";
     let (url, path) = (real.origin.generated_url(SIZE, seed), format!("/gen/{SIZE}/{seed}"));
@@ -1517,6 +1558,10 @@ fn main() {
         (
             "plain_http_through_the_proxies_is_shared_between_the_nodes",
             plain_http_through_the_proxies_is_shared_between_the_nodes,
+        ),
+        (
+            "node_b_dying_mid_download_leaves_the_pod_on_node_a_to_the_origin",
+            node_b_dying_mid_download_leaves_the_pod_on_node_a_to_the_origin,
         ),
         ("ten_pods_and_node_b_at_once_share_one_download", ten_pods_and_node_b_at_once_share_one_download),
         ("an_init_container_warms_up_with_dfget", an_init_container_warms_up_with_dfget),
