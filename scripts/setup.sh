@@ -7,8 +7,8 @@
 # Three chains of builds run side by side, so that on a new machine (about 40 minutes of CPU-bound
 # building on two cores) neither core idles:
 #   go:        Kubernetes and etcd, Helm, BuildKit and buildx, the Dragonfly scheduler, the YAML
-#              oracle. It needs only Go, so it starts at once, beside Debian's packages (minutes
-#              of downloading and unpacking that leave the cores idle).
+#              oracle. It needs only Go (and a trust store), so it starts at once, beside Debian's
+#              packages (minutes of downloading and unpacking that leave the cores idle).
 #   client:    the Dragonfly client (test profile), the longest chain (RocksDB's C++ alone is 14
 #              CPU-minutes), at full priority; the other two run at nice 5 and take what it
 #              leaves, above all during its single-threaded end (the last crate, the links).
@@ -65,12 +65,17 @@ workspace_chain() {
 
 # (A failure from here on stops the running chains: jobs_start's traps.)
 jobs_start
-job go go_chain
+# The Go chain needs only Go and a trust store for its downloads: where the machine has one (this
+# kind's base image does), it starts now, beside apt; a bare root (the clean room) gets the store
+# from apt's ca-certificates, so there it starts after.
+go_started=false
+if [ -s /etc/ssl/certs/ca-certificates.crt ]; then job go go_chain; go_started=true; fi
 install_requirements "${tiers[@]}"
 preflight "${tiers[@]}" || die "stopping before the builds: install what is missing above"
 # The copier's musl link directories (their own script: the release tier adds to it).
 scripts/cross-toolchain.sh "${tiers[@]:1}" >/dev/null
 touch "$JOBS_DIR/apt.done"
+$go_started || job go go_chain
 job client client_chain
 job workspace workspace_chain
 jobs_wait
