@@ -2,7 +2,9 @@
 # The libFuzzer targets in fuzz/ (review, config, yaml), built with libFuzzer's coverage
 # instrumentation the way `cargo fuzz` builds them (stable rustc; ASan, which needs
 # -Zsanitizer, only with FUZZ_ASAN=1 and RUSTC_BOOTSTRAP=1), then run from the committed seed
-# corpus in a throw-away working corpus, so the repository is left as it was.
+# corpus in a throw-away working corpus, so the repository is left as it was. They link the
+# engine alone (fuzz/Cargo.toml: the webhook without its `server` feature), so a cold build
+# compiles 38 crates, not the server's 350 (BENCHMARKS.md, "Set-up on a new machine").
 #   scripts/fuzz.sh                  every target for 15 s (what scripts/test.sh runs, at nice 19
 #                                    beside the test binaries, which leave a core partly idle)
 #   scripts/fuzz.sh 600 review       one target for 10 minutes

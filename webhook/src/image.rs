@@ -74,7 +74,8 @@ impl<'a> ImageParts<'a> {
     }
 
     /// oci-client's reference for these parts (the tag `latest` when there is neither tag nor
-    /// digest, as its parser does).
+    /// digest, as its parser does). The server feature's: the engine alone has no registry client.
+    #[cfg(feature = "server")]
     pub fn reference(&self) -> oci_client::Reference {
         let (registry, repository) = self.registry_and_repository();
         match (self.tag, self.digest) {
@@ -202,6 +203,7 @@ mod tests {
     /// oci-client's `Reference` is the oracle: it accepts exactly what this parser accepts, but
     /// for an uppercase digest (refused here: registries compare lowercase) and overlong text.
     #[test]
+    #[cfg(feature = "server")]
     fn the_parser_agrees_with_oci_clients_reference() {
         use proptest::strategy::{Strategy, ValueTree};
         let strategy = proptest::prop_oneof![

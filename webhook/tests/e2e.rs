@@ -737,7 +737,7 @@ fn demo(env: &Env) {
     let log = real.peer.lock().unwrap().log("dfdaemon");
     assert!(log.contains(&parent), "node B's dfdaemon names {parent} as its parent:\n{}", tail(&log, 30));
     println!(
-        "\nP2P: node B then downloaded the same file through its own dfdaemon, every byte from its peer {parent}.\n\
+        "\nP2P: node B then downloaded the same file through its own dfdaemon, from its peer {parent}.\n\
          The origin's count for {path} went from {before} to {after} bytes: node B cost it only its length probe.\n\
          Everything is cleaned up now."
     );
