@@ -1004,10 +1004,11 @@ fn plain_http_through_the_proxies_is_shared_between_the_nodes(env: &Env) {
 /// Node B's dfdaemon dies while a pod on node A is getting pieces from it: the pod still
 /// completes with the right SHA-256, and the origin serves what B no longer can. For this one B
 /// serves pieces at 4 MB/s (dfdaemon's `upload.bandwidthLimit`), so the pod is certainly
-/// mid-download when B goes (16 MiB from B alone takes four seconds). B is killed, not stopped:
-/// a stopped dfdaemon first finishes the pieces it is serving, and A had asked for all five at
-/// once, so after a stop A still had every piece from B (seen here). B then starts again as it
-/// was, before any assertion, so that a failure here leaves the later scenarios their node.
+/// mid-download when B goes (16 MiB from B alone takes four seconds): B goes once it has sent A
+/// its first whole piece. B is killed, not stopped: a stopped dfdaemon first finishes the pieces
+/// it is serving, and A had asked for all five at once, so after a stop A still had every piece
+/// from B (seen here). B then starts again as it was, before any assertion, so that a failure
+/// here leaves the later scenarios their node.
 fn node_b_dying_mid_download_leaves_the_pod_on_node_a_to_the_origin(env: &Env) {
     let real = env.real();
     real.peer.lock().unwrap().restart_dfdaemon_with_upload_limit(Some("4MB"));
@@ -1016,23 +1017,27 @@ fn node_b_dying_mid_download_leaves_the_pod_on_node_a_to_the_origin(env: &Env) {
     let after_b = real.origin.served(&path);
     let node_b = real.peer.lock().unwrap().host_id();
     let seen = real.dragonfly.lock().unwrap().log("dfdaemon").len();
-    let (named, logs) = std::thread::scope(|scope| {
+    let (served_a_piece, logs) = std::thread::scope(|scope| {
         let pod = scope.spawn(|| pod_on_node_a_downloads(env, "p2p-b-stops", &url));
-        // Node A's dfdaemon names B once the scheduler has given it B as its parent.
-        let named = wait_until(Duration::from_secs(120), Duration::from_millis(50), || {
-            Ok(real.dragonfly.lock().unwrap().log("dfdaemon").get(seen..).unwrap_or("").contains(&node_b))
+        // B has sent A one whole piece (B's upload counter, which starts at zero with B): at
+        // 4 MB/s the file's other four pieces are still on their way. Then B is gone.
+        let served = wait_until(Duration::from_secs(120), Duration::from_millis(50), || {
+            Ok(upload_traffic(&real.peer.lock().unwrap().metrics()) > 0)
         });
-        // A second of pieces at 4 MB/s, a quarter of the file, then B is gone.
-        std::thread::sleep(Duration::from_secs(1));
         real.peer.lock().unwrap().kill_dfdaemon();
-        (named, pod.join())
+        (served, pod.join())
     });
     real.peer.lock().unwrap().restart_dfdaemon_with_upload_limit(None);
     let logs = logs.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    assert!(named.is_ok(), "node A's dfdaemon never named node B ({node_b}) as its parent");
+    assert!(served_a_piece.is_ok(), "node B never sent node A a piece");
     assert!(logs.contains(&format!("{sum}  /tmp/file")), "{logs}");
     let after_a = real.origin.served(&path);
     let log = real.dragonfly.lock().unwrap().log("dfdaemon");
+    assert!(
+        log.get(seen..).unwrap_or("").contains(&node_b),
+        "node A's dfdaemon does not name node B ({node_b}) as its parent:\n{}",
+        tail(log.get(seen..).unwrap_or(""), 40)
+    );
     assert!(
         after_a > after_b + 1,
         "the origin served nothing more ({after_b} -> {after_a} bytes): the pod had every piece before B stopped; \
@@ -1097,6 +1102,16 @@ fn ten_pods_and_node_b_at_once_share_one_download(env: &Env) {
         "e2e: p2p baseline: ten plain wgets from the origin took {:.1} s, the origin serving {direct_served} bytes",
         plain.as_secs_f64()
     );
+}
+
+/// The bytes a dfdaemon has sent other peers, from its metrics (`dragonfly_client_upload_traffic`,
+/// counted when a piece has gone out whole; absent until the first one).
+fn upload_traffic(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("dragonfly_client_upload_traffic "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |bytes| bytes as u64)
 }
 
 /// Every dfdaemon that starts a task asks the origin for its first byte (`Range: bytes=0-0`,
