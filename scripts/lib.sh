@@ -400,15 +400,15 @@ step() {
 }
 
 jobs_wait() {
-  local running=("${JOB_PIDS[@]}") i pid status left steps
-  while [ ${#running[@]} -gt 0 ]; do
+  local i pid status steps
+  while [ ${#JOB_PIDS[@]} -gt 0 ]; do
     status=0
-    wait -n -p pid "${running[@]}" || status=$?
-    left=()
-    for i in "${running[@]}"; do [ "$i" = "$pid" ] || left+=("$i"); done
-    running=("${left[@]}")
+    wait -n -p pid "${JOB_PIDS[@]}" || status=$?
     for i in "${!JOB_PIDS[@]}"; do
       [ "${JOB_PIDS[$i]}" = "$pid" ] || continue
+      # JOB_PIDS holds the running jobs only (indices stay JOB_NAMES'), so jobs_stop never
+      # signals the process group of one that has ended.
+      unset 'JOB_PIDS[i]'
       if [ "$status" -ne 0 ]; then
         log "${JOB_NAMES[$i]} failed (exit $status); its log ends:"
         tail -n 40 "$JOBS_DIR/${JOB_NAMES[$i]}.log" >&2
