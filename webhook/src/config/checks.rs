@@ -2,7 +2,7 @@
 //! containers mount must not overlap. Reported like the parser's own errors, with the key path,
 //! line and column, so `serve`, `inject` and `resolve` all name the place to fix.
 
-use super::{Config, SocketMount, ToolsPath};
+use super::{Config, SocketMode, SocketMount, ToolsPath};
 use std::time::Duration;
 use yaml_rust2::parser::{Event, Parser};
 
@@ -65,10 +65,39 @@ fn cross_fields(config: &Config, text: Option<&str>) -> Result<(), String> {
     if problem.is_none() && config.tools.path == ToolsPath::Link && overlap(tools, link_dir) {
         problem = Some(format!("{tools} overlaps tools.linkDir {link_dir}; choose another directory"));
     }
-    match problem {
-        Some(problem) => Err(located(text, &["tools", "mountPath"], problem)),
-        None => Ok(()),
+    if let Some(problem) = problem {
+        return Err(located(text, &["tools", "mountPath"], problem));
     }
+    csi_socket(config, text)
+}
+
+/// The CSI plugin publishes the socket's directory, and publishes it only into namespaces with
+/// the label: `csi` and `auto` need a dedicated directory and a label.
+fn csi_socket(config: &Config, text: Option<&str>) -> Result<(), String> {
+    let socket = &config.socket;
+    if !socket.enabled || socket.mode == SocketMode::HostPath {
+        return Ok(());
+    }
+    if socket.namespace_label.is_none() {
+        return Err(located(
+            text,
+            &["socket", "mode"],
+            "csi and auto need socket.namespaceLabel: the CSI plugin grants the socket only to namespaces with that label"
+                .to_owned(),
+        ));
+    }
+    if SocketMount::for_socket(socket.path.as_str()).file_only {
+        return Err(located(
+            text,
+            &["socket", "path"],
+            format!(
+                "{} is not a dfdaemon.sock in a directory of its own, which the CSI plugin publishes whole; \
+                 move the socket or use socket.mode hostPath",
+                socket.path
+            ),
+        ));
+    }
+    Ok(())
 }
 
 enum Frame {
@@ -161,5 +190,23 @@ mod tests {
         Config::from_yaml("tools: {mountPath: /usr/local/bin, path: prepend}\n").unwrap();
         // A file-mounted socket leaves its directory free.
         Config::from_yaml("tools: {mountPath: /var/run/dragonfly/bin}\nsocket: {path: /run/df.sock}\n").unwrap();
+    }
+
+    #[test]
+    fn csi_and_auto_need_a_label_and_a_socket_directory_of_its_own() {
+        for mode in ["csi", "auto"] {
+            let error = Config::from_yaml(&format!("socket:\n  mode: {mode}\n")).unwrap_err();
+            assert!(error.starts_with("socket.mode: csi and auto need socket.namespaceLabel"), "{error}");
+            assert!(error.ends_with(" at line 2 column 3"), "{error}");
+            let text = format!("socket: {{mode: {mode}, namespaceLabel: a=b, path: /var/run/dfdaemon.sock}}\n");
+            let error = Config::from_yaml(&text).unwrap_err();
+            assert!(error.starts_with("socket.path: /var/run/dfdaemon.sock is not a dfdaemon.sock"), "{error}");
+            let config = Config::from_yaml(&format!("socket: {{mode: {mode}, namespaceLabel: a=b}}\n")).unwrap();
+            assert_eq!(config.socket.csi_driver.as_str(), "csi.dragonfly.io");
+        }
+        // hostPath, the default, needs neither; a disabled socket is never checked.
+        Config::from_yaml("socket: {path: /var/run/dfdaemon.sock}\n").unwrap();
+        Config::from_yaml("socket: {enabled: false, mode: csi}\n").unwrap();
+        assert!(Config::from_yaml("socket: {mode: hostpath}\n").is_err(), "modes are spelt as documented");
     }
 }

@@ -185,6 +185,11 @@ pub struct SocketConfig {
     /// When set (`key=value`), the socket goes only into pods of namespaces carrying this label,
     /// which cluster admins set: a pod cannot grant itself the socket by an annotation.
     pub namespace_label: Option<LabelRequirement>,
+    /// How the socket reaches pods: a hostPath volume, a `csi` volume of the node plugin
+    /// (`dragonfly-injector csi`), or hostPath where Pod Security allows it and csi where not.
+    pub mode: SocketMode,
+    /// The CSI driver's name, for `csi` and `auto`.
+    pub csi_driver: DnsSubdomain,
 }
 
 impl Default for SocketConfig {
@@ -193,8 +198,18 @@ impl Default for SocketConfig {
             enabled: true,
             path: AbsolutePath::try_from("/var/run/dragonfly/dfdaemon.sock".to_owned()).expect("valid path"),
             namespace_label: None,
+            mode: SocketMode::HostPath,
+            csi_driver: DnsSubdomain::try_from("csi.dragonfly.io".to_owned()).expect("valid name"),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SocketMode {
+    HostPath,
+    Csi,
+    Auto,
 }
 
 /// A label a namespace must carry, written `key=value`.

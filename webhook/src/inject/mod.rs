@@ -18,7 +18,7 @@ pub use policy::{check_request, over_limit, NamespaceLabels, RequestFacts, SkipR
 pub use status::Status;
 pub use undo::undo;
 
-use crate::config::{Config, HostFrom, LabelRequirement, LimitsConfig, SocketMount, ToolsPath};
+use crate::config::{Config, HostFrom, LabelRequirement, LimitsConfig, SocketMode, SocketMount, ToolsPath};
 use patch::PatchBuilder;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -27,6 +27,8 @@ use std::collections::BTreeSet;
 pub const TOOLS_VOLUME: &str = "dragonfly-tools";
 pub const SOCKET_VOLUME: &str = "dragonfly-socket";
 pub const INIT_CONTAINER: &str = "dragonfly-tools";
+/// The `csi` volume attribute that tells the node plugin what the volume holds.
+pub const CSI_KIND_ATTRIBUTE: &str = "dragonfly.io/volume";
 
 /// The config compiled for the request path.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Settings {
     pub socket: Option<SocketMount>,
     /// The namespace label cluster admins set to allow the socket, when the config asks for one.
     pub socket_namespace_label: Option<LabelRequirement>,
+    pub socket_mode: SocketMode,
+    pub csi_driver: String,
     pub tools_mount_path: String,
     pub tools_path: ToolsPath,
     /// `link` mode: each tool's name and where it is mounted in the target containers.
@@ -82,6 +86,8 @@ impl Settings {
             transfer_from_dfdaemon: config.transfer_from_dfdaemon.0,
             socket,
             socket_namespace_label: config.socket.namespace_label.clone(),
+            socket_mode: config.socket.mode,
+            csi_driver: config.socket.csi_driver.as_str().to_owned(),
             tools_mount_path,
             tools_path: config.tools.path,
             tool_links,

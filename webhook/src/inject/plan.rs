@@ -7,8 +7,10 @@ use super::container::{added_by, plan_container, ContainerPlan, Edit, MountPlan}
 use super::overrides::read_overrides;
 use super::policy::{annotation, over_limit, SkipReason};
 use super::status::{choose_name, Added, Status};
-use super::{escape_token, keys, PodContext, Settings, INIT_CONTAINER, SOCKET_VOLUME, TOOLS_VOLUME};
-use crate::config::ToolsPath;
+use super::{
+    escape_token, keys, PodContext, Settings, CSI_KIND_ATTRIBUTE, INIT_CONTAINER, SOCKET_VOLUME, TOOLS_VOLUME,
+};
+use crate::config::{SocketMode, ToolsPath};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 
@@ -79,12 +81,21 @@ pub fn plan(
     let recorded = Status::parse(existing_status);
     let recorded = recorded.as_ref();
 
+    // hostPath, or the CSI plugin's volume where the mode says so: always for `csi`, and for
+    // `auto` where Pod Security forbids hostPath.
+    let forbids_host_path = context.namespace_labels.forbids_host_path();
+    let via_csi = match settings.socket_mode {
+        SocketMode::HostPath => false,
+        SocketMode::Csi => true,
+        SocketMode::Auto => forbids_host_path,
+    };
     let socket = match &settings.socket {
         Some(_) if overrides.skip_socket => None,
         Some(_) if !namespace_allows_socket(context, settings, warnings) => None,
-        Some(_) if context.namespace_labels.forbids_host_path() => {
+        Some(_) if forbids_host_path && !via_csi => {
             warnings.push(format!(
-                "namespace {} enforces Pod Security {:?}, which forbids hostPath volumes; the dfdaemon socket is not mounted",
+                "namespace {} enforces Pod Security {:?}, which forbids hostPath volumes; the dfdaemon socket is not mounted \
+                 (socket.mode csi or auto brings it through the CSI plugin)",
                 context.namespace,
                 context.namespace_labels.get(keys::POD_SECURITY_ENFORCE).unwrap_or_default()
             ));
@@ -198,8 +209,15 @@ pub fn plan(
     let image = overrides.tools_image.as_deref().unwrap_or(context.tools_image);
     Ok(Plan {
         tools_volume: (!tools_volume_present).then(|| json!({"name": tools_volume, "emptyDir": {}})),
-        socket_volume: socket.filter(|_| !socket_volume_present).map(|socket| {
-            json!({"name": socket_volume, "hostPath": {"path": socket.host_path, "type": socket.host_path_type}})
+        socket_volume: socket.filter(|_| !socket_volume_present).map(|socket| match via_csi {
+            true => json!({"name": socket_volume, "csi": {
+                "driver": settings.csi_driver,
+                "readOnly": true,
+                "volumeAttributes": {CSI_KIND_ATTRIBUTE: "socket"},
+            }}),
+            false => {
+                json!({"name": socket_volume, "hostPath": {"path": socket.host_path, "type": socket.host_path_type}})
+            }
         }),
         init_container: (!init_present).then(|| init_container(&init_name, image, &tools_volume, settings)),
         pull_secrets,

@@ -415,3 +415,56 @@ fn with_a_socket_namespace_label_only_labelled_namespaces_get_the_socket() {
     let unknown = evaluate(&pod, &context, &settings);
     assert!(!unknown.patched.unwrap().to_string().contains("hostPath"));
 }
+
+#[test]
+fn socket_mode_csi_mounts_the_plugins_volume_and_auto_picks_by_pod_security() {
+    const LABEL: (&str, &str) = ("dragonfly.io/dfdaemon-socket", "allowed");
+    let pod = annotated(json!({"containers": [{"name": "app"}]}));
+    let socket_volume = |run: &Run| {
+        run.patched["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "dragonfly-socket").cloned()
+    };
+    let csi_volume = json!({"name": "dragonfly-socket", "csi": {
+        "driver": "csi.dragonfly.io", "readOnly": true, "volumeAttributes": {"dragonfly.io/volume": "socket"},
+    }});
+    let csi = settings_from("socket: {mode: csi, namespaceLabel: dragonfly.io/dfdaemon-socket=allowed}\n");
+    let auto = settings_from("socket: {mode: auto, namespaceLabel: dragonfly.io/dfdaemon-socket=allowed}\n");
+    for level in ["", "privileged", "baseline", "restricted"] {
+        let labels = [LABEL, ("pod-security.kubernetes.io/enforce", level)];
+        let run = inject_in(&pod, &labels, &csi);
+        assert_eq!(socket_volume(&run), Some(csi_volume.clone()), "csi, {level:?}");
+        assert!(!run.patched.to_string().contains("hostPath"));
+        // The socket appears where dfget looks, as with hostPath.
+        let mounts = &run.patched["spec"]["containers"][0]["volumeMounts"];
+        assert!(mounts
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "dragonfly-socket", "mountPath": "/var/run/dragonfly", "readOnly": true})));
+        assert_eq!(run.status.socket_volume.as_deref(), Some("dragonfly-socket"));
+
+        let run = inject_in(&pod, &labels, &auto);
+        let forbidden = matches!(level, "baseline" | "restricted");
+        assert_eq!(socket_volume(&run).unwrap().get("csi").is_some(), forbidden, "auto, {level:?}");
+        assert_eq!(socket_volume(&run).unwrap().get("hostPath").is_some(), !forbidden, "auto, {level:?}");
+    }
+    // In every mode, no label, no socket, and the warning says which label.
+    for settings in [&csi, &auto] {
+        let run = inject_in(&pod, &[("pod-security.kubernetes.io/enforce", "restricted")], settings);
+        assert_eq!(socket_volume(&run), None);
+        assert!(run.warnings.iter().any(|w| w.contains("lacks the label dragonfly.io/dfdaemon-socket=allowed")));
+        assert!(run.patched["spec"]["initContainers"][0].is_object(), "tools are still injected");
+    }
+    // hostPath mode in a restricted namespace says how to get the socket there.
+    let run = inject_in(&pod, &[LABEL, ("pod-security.kubernetes.io/enforce", "restricted")], &settings_from(""));
+    assert!(run.warnings.iter().any(|w| w.contains("socket.mode csi or auto")), "{:?}", run.warnings);
+}
+
+#[test]
+fn uninject_removes_a_csi_socket_volume_like_a_host_path_one() {
+    let settings = settings_from("socket: {mode: csi, namespaceLabel: a=b}\n");
+    let pod = annotated(json!({"containers": [{"name": "app", "image": "nginx"}]}));
+    let run = inject_in(&pod, &[("a", "b")], &settings);
+    assert!(run.patched.to_string().contains("csi.dragonfly.io"));
+    let mut restored = run.patched.clone();
+    undo(&mut restored).unwrap();
+    assert_eq!(restored, pod);
+}
