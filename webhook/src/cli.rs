@@ -1,8 +1,8 @@
 //! The composition root: the command line is each subsystem's own arguments flattened
-//! (`server`, `offline`, `pinning::command`, `logging`), and each command is handed to the module
-//! that owns it. Nothing in the crate imports this module.
+//! (`server`, `csi`, `offline`, `pinning::command`, `logging`), and each command is handed to the
+//! module that owns it. Nothing in the crate imports this module.
 
-use crate::{logging, offline, pinning, server};
+use crate::{csi, logging, offline, pinning, server};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -24,6 +24,8 @@ pub enum Command {
     Uninject(offline::UninjectArgs),
     /// Resolve an image tag to its index digest and list its platforms, as `serve` pins it.
     Resolve(pinning::command::ResolveArgs),
+    /// Serve the CSI node plugin that brings the dfdaemon socket to pods of labelled namespaces.
+    Csi(Box<csi::CsiArgs>),
 }
 
 impl Cli {
@@ -39,6 +41,7 @@ impl Cli {
             Command::Inject(args) => offline::run(args),
             Command::Uninject(args) => offline::run_uninject(args),
             Command::Resolve(args) => runtime()?.block_on(pinning::command::run(args)),
+            Command::Csi(args) => runtime()?.block_on(csi::run(*args)),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! - [`inject`]: the engine, pure decision and patch logic (pod JSON in, JSON Patch out).
 //! - [`admission`]: AdmissionReview parsing and response building around it.
 //! - [`server`]: `serve`, the HTTPS webhook, the admin port, certificate reloading, shutdown.
+//! - [`csi`]: `csi`, the node plugin that brings the dfdaemon socket to pods through CSI volumes.
 //! - [`offline`]: `inject`, the engine run over manifests for GitOps.
 //! - [`pinning`]: the tools image pinned to its index digest, and `resolve`.
 //! - [`cluster`]: the Kubernetes client and the namespace and node watch caches.
@@ -19,6 +20,8 @@ pub mod cli;
 #[cfg(feature = "server")]
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "server")]
+pub mod csi;
 pub mod image;
 pub mod inject;
 #[cfg(feature = "server")]

@@ -7,8 +7,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top to bottom: a module may import the ones after it, never the ones before it.
-const LAYERS: [&str; 11] =
-    ["cli", "server", "offline", "admission", "pinning", "cluster", "inject", "logging", "metrics", "config", "image"];
+const LAYERS: [&str; 12] = [
+    "cli",
+    "csi",
+    "server",
+    "offline",
+    "admission",
+    "pinning",
+    "cluster",
+    "inject",
+    "logging",
+    "metrics",
+    "config",
+    "image",
+];
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -189,13 +189,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// SIGTERM (the kubelet) or SIGINT (a terminal).
-struct Signals {
+pub(crate) struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Signals {
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
@@ -203,7 +203,7 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         tokio::select! {
             _ = self.terminate.recv() => {}
             _ = self.interrupt.recv() => {}
