@@ -2,12 +2,14 @@
 //! crates, as Linkerd's `policy-test`): a real PKI and kubelet-style certificate directories, a
 //! TLS client, AdmissionReview fixtures, `serve` in-process or as the real binary, polling with
 //! deadlines, the pinned versions, and, in the modules, a loopback registry and token server,
-//! `docker buildx bake`, the dist and the five platforms, a control plane, a node and Dragonfly.
+//! `docker buildx bake`, the dist and the five platforms, a control plane, a node and Dragonfly,
+//! and a gRPC client for the CSI plugin's sockets.
 
 pub mod bake;
 pub mod cluster;
 pub mod dist;
 pub mod dragonfly;
+pub mod grpc;
 pub mod node;
 pub mod oci;
 pub mod origin;

@@ -29,6 +29,8 @@ const STATE: &str = "/var/lib/dfi-e2e";
 const RUN: &str = "/run/dfi-e2e";
 const POD_LOGS: &str = "/var/log/dfi-e2e-pods";
 pub const CONTAINERD_SOCKET: &str = "/run/dfi-e2e/containerd/containerd.sock";
+/// The kubelet's root directory: pods' volumes, and the plugin registry a CSI plugin joins.
+pub const KUBELET_DIR: &str = "/var/lib/dfi-e2e/kubelet";
 pub const PAUSE_IMAGE: &str = "registry.local/e2e/pause:1";
 /// The node's taint (`key=value`); the node scenarios' pods tolerate it.
 pub const TAINT: &str = "dragonfly-injector.e2e/real-node=true";
@@ -396,7 +398,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             Command::new(binaries.join("kubelet"))
                 .arg(format!("--config={}", kubelet_config.display()))
                 .arg(format!("--kubeconfig={}", kubelet_kubeconfig.display()))
-                .arg(format!("--root-dir={STATE}/kubelet"))
+                .arg(format!("--root-dir={KUBELET_DIR}"))
                 .arg(format!("--cert-dir={STATE}/kubelet-pki"))
                 .arg(format!("--hostname-override={NODE_NAME}"))
                 .arg(format!("--node-ip={NODE_IP}"))

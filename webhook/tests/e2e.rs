@@ -21,6 +21,9 @@ use test_kit::peer::{PeerLink, HOST_LINK_IP, PEER_IP, PEER_NETNS};
 use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
 use test_kit::{succeed, wait_for, wait_until, KubeletDir, Leaf, Pki, Waited};
 
+#[path = "e2e/csi.rs"]
+mod csi;
+
 const RELEASE_NAMESPACE: &str = "dragonfly-system";
 /// Where the node's dfdaemon keeps its socket: deliberately not dfget's default directory.
 const HOST_SOCKET_DIR: &str = "/run/dfi-e2e/dragonfly";
@@ -278,8 +281,12 @@ impl Env {
     }
 
     fn start_webhook(&self) {
+        self.start_webhook_with(&self.webhook_args);
+    }
+
+    fn start_webhook_with(&self, args: &[String]) {
         let child = spawn_tied(
-            Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(&self.webhook_args),
+            Command::new(env!("CARGO_BIN_EXE_dragonfly-injector")).args(args),
             &self.work.join("webhook.log"),
         );
         *self.webhook.lock().unwrap() = Some(child);
@@ -801,9 +808,20 @@ impl Env {
     /// the pod as stored then. Panics with the pod's state and the kubelet's log if it fails.
     fn run_pod(&self, namespace: &str, manifest: &Value) -> Value {
         self.ensure_namespace(namespace);
-        let name = manifest["metadata"]["name"].as_str().unwrap();
+        self.create_pod(namespace, manifest);
+        self.wait_finished(namespace, manifest["metadata"]["name"].as_str().unwrap())
+    }
+
+    /// Creates the pod; returns what kubectl wrote on standard error: the admission warnings.
+    fn create_pod(&self, namespace: &str, manifest: &Value) -> String {
         let output = self.plane.kubectl_stdin(&["create", "-n", namespace, "-f", "-"], &manifest.to_string());
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{said}");
+        said
+    }
+
+    /// Waits until the pod has run to completion, as [`Env::run_pod`] says.
+    fn wait_finished(&self, namespace: &str, name: &str) -> Value {
         let mut pod = Value::Null;
         let finished = wait_until(Duration::from_secs(120), Duration::from_millis(250), || {
             pod = self.get("pod", namespace, name);
@@ -1597,6 +1615,10 @@ fn main() {
             "a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail",
             a_stopped_webhook_is_visible_with_ignore_and_refuses_with_fail,
         ),
+        (
+            "the_csi_plugin_brings_the_socket_to_labelled_restricted_namespaces_only_and_survives_restarts",
+            csi::the_csi_plugin_brings_the_socket_to_labelled_restricted_namespaces_only_and_survives_restarts,
+        ),
         // Last: without the registry, a restarted webhook with required pinning would stay unready.
         (
             "a_stopped_registry_keeps_new_pods_on_the_last_good_digest",
@@ -1627,8 +1649,15 @@ fn main() {
         println!("PEER_SOCKET={}", peer.socket().display());
         drop(peer);
         println!("NODE_TOLERATION={TAINT}:NoSchedule");
+        // The CSI plugin on the node, and the webhook with its release's config (socket.mode
+        // auto): a namespace with this label gets the socket, through hostPath or, where Pod
+        // Security forbids that, through the plugin.
+        let release = csi::CsiRelease::install(&env);
+        env.use_webhook_config(&release.config);
+        println!("SOCKET_NAMESPACE_LABEL={}={}", csi::LABEL.0, csi::LABEL.1);
         println!("READY");
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        drop(release);
         let left = env.finish();
         drop(env);
         if !left.is_empty() {

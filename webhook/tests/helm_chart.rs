@@ -3,7 +3,7 @@
 //! file, which must load with the webhook's own config loader.
 
 use base64::Engine as _;
-use dragonfly_injector::config::{Config, HostFrom, Pinning, DEFAULT_TOOLS_IMAGE};
+use dragonfly_injector::config::{Config, HostFrom, LabelRequirement, Pinning, SocketMode, DEFAULT_TOOLS_IMAGE};
 use dragonfly_injector::offline::yaml::parse_documents;
 use rustls::client::danger::ServerCertVerifier as _;
 use serde_json::Value;
@@ -83,6 +83,7 @@ fn lint_is_clean_in_every_mode() {
             "--set",
             "tools.checkNodeArchitectures=false",
         ],
+        vec!["--set", "csi.enabled=true"],
     ] {
         let chart = chart();
         let mut args = vec!["lint", "--strict", chart.as_str()];
@@ -758,4 +759,105 @@ fn the_chart_readme_lists_every_value_with_its_description() {
         committed == readme,
         "charts/dragonfly-injector/README.md is not what values.yaml says; run UPDATE_CHART_README=1 cargo test --test helm_chart"
     );
+}
+
+fn named<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    all(documents, kind).into_iter().find(|d| d["metadata"]["name"] == name).unwrap_or_else(|| panic!("{kind} {name}"))
+}
+
+#[test]
+fn the_csi_plugin_comes_only_with_csi_enabled_and_grants_the_socket_only_by_label() {
+    let plain = render(&[]);
+    assert!(all(&plain, "CSIDriver").is_empty() && all(&plain, "DaemonSet").is_empty());
+    assert_eq!(config_of(&plain).socket.mode, SocketMode::HostPath);
+    assert_eq!(config_of(&plain).socket.namespace_label, None);
+
+    let documents = render(&["--set", "csi.enabled=true"]);
+    let driver = one(&documents, "CSIDriver");
+    assert_eq!(driver["metadata"]["name"], "csi.dragonfly.io");
+    assert_eq!(
+        driver["spec"],
+        serde_json::json!({"attachRequired": false, "podInfoOnMount": true,
+            "volumeLifecycleModes": ["Ephemeral"], "fsGroupPolicy": "None"})
+    );
+    let config = config_of(&documents);
+    assert_eq!(config.socket.mode, SocketMode::Auto);
+    let label = LabelRequirement::try_from("dragonfly.io/dfdaemon-socket=allowed".to_owned()).unwrap();
+    assert_eq!(config.socket.namespace_label, Some(label));
+    assert_eq!(config.socket.csi_driver.as_str(), "csi.dragonfly.io");
+
+    let daemonset = one(&documents, "DaemonSet");
+    let pod = &daemonset["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["args"][0], "csi");
+    assert_eq!(container["securityContext"]["privileged"], true);
+    let env = |name: &str| {
+        container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone())
+    };
+    assert_eq!(env("DRAGONFLY_CSI_NAMESPACE_LABEL"), Some("dragonfly.io/dfdaemon-socket=allowed".into()));
+    assert_eq!(env("DRAGONFLY_CSI_KUBELET_DIR"), Some("/var/lib/kubelet".into()));
+    assert_eq!(
+        container["volumeMounts"][0],
+        serde_json::json!({"name": "kubelet-dir", "mountPath": "/var/lib/kubelet", "mountPropagation": "Bidirectional"})
+    );
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(volumes[1]["hostPath"], serde_json::json!({"path": "/var/run/dragonfly", "type": "DirectoryOrCreate"}));
+    assert_eq!(pod["spec"]["tolerations"], serde_json::json!([{"operator": "Exists"}]));
+    assert_eq!(pod["spec"]["priorityClassName"], "system-node-critical");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The webhook's Service never selects the plugin's pods.
+    let service = one(&documents, "Service")["spec"]["selector"].as_object().unwrap().clone();
+    let labels = pod["metadata"]["labels"].as_object().unwrap();
+    assert!(service.iter().any(|(k, v)| labels.get(k) != Some(v)), "{service:?} selects {labels:?}");
+    // Its only permission: namespace labels.
+    let role = named(&documents, "ClusterRole", &format!("{FULLNAME}-csi"));
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = named(&documents, "ClusterRoleBinding", &format!("{FULLNAME}-csi"));
+    assert_eq!(binding["subjects"][0]["name"], format!("{FULLNAME}-csi"));
+
+    // Moved kubelet directory and socket, an administrator's own label, always csi.
+    let moved = render(&[
+        "--set",
+        "csi.enabled=true",
+        "--set",
+        "csi.kubeletDir=/var/snap/microk8s/common/var/lib/kubelet/",
+        "--set",
+        "socket.namespaceLabel=example.com/dfdaemon=yes",
+        "--set",
+        "socket.path=/run/df/dfdaemon.sock",
+        "--set",
+        "socket.mode=csi",
+    ]);
+    let config = config_of(&moved);
+    assert_eq!(config.socket.mode, SocketMode::Csi);
+    assert_eq!(config.socket.namespace_label.map(String::from).as_deref(), Some("example.com/dfdaemon=yes"));
+    let pod = &one(&moved, "DaemonSet")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/var/snap/microk8s/common/var/lib/kubelet");
+    assert_eq!(pod["volumes"][1]["hostPath"]["path"], "/run/df");
+    let env = pod["containers"][0]["env"].to_string();
+    assert!(
+        env.contains("example.com/dfdaemon=yes") && env.contains("/var/snap/microk8s/common/var/lib/kubelet"),
+        "{env}"
+    );
+
+    // csi or auto without the plugin, or the plugin without any label, fail at install.
+    for (values, said) in [
+        (vec!["--set", "socket.mode=csi"], "socket.mode csi needs the CSI plugin: set csi.enabled=true"),
+        (vec!["--set", "socket.mode=auto"], "socket.mode auto needs the CSI plugin"),
+        (
+            vec!["--set", "csi.enabled=true", "--set", "csi.namespaceLabel="],
+            "grants the socket only to namespaces with a label",
+        ),
+    ] {
+        let output = template(&values);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(said), "{values:?}: {stderr}");
+    }
+    // hostPath mode beside the plugin is allowed: the label still gates the socket.
+    let beside = render(&["--set", "csi.enabled=true", "--set", "socket.mode=hostPath"]);
+    assert_eq!(config_of(&beside).socket.mode, SocketMode::HostPath);
+    assert!(config_of(&beside).socket.namespace_label.is_some());
 }

@@ -22,6 +22,14 @@ app.kubernetes.io/name: {{ include "dragonfly-injector.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The CSI plugin's pods: a name of their own, so the webhook's Service and PodDisruptionBudget
+never select them. */}}
+{{- define "dragonfly-injector.csiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dragonfly-injector.name" . }}-csi
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: csi-plugin
+{{- end -}}
+
 {{- define "dragonfly-injector.labels" -}}
 {{ include "dragonfly-injector.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -102,6 +110,33 @@ is its subchart; this chart's values otherwise. */}}
 {{- toJson (uniq (append .Values.excludeNamespaces .Release.Namespace)) -}}
 {{- end -}}
 
+{{/* socket.mode, or auto where the chart installs the CSI plugin, else hostPath. */}}
+{{- define "dragonfly-injector.socketMode" -}}
+{{- if .Values.socket.mode -}}
+{{- if and (ne .Values.socket.mode "hostPath") (not .Values.csi.enabled) -}}
+{{- fail (printf "socket.mode %s needs the CSI plugin: set csi.enabled=true" .Values.socket.mode) -}}
+{{- end -}}
+{{- .Values.socket.mode -}}
+{{- else -}}
+{{- ternary "auto" "hostPath" .Values.csi.enabled -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespace label that grants the socket: socket.namespaceLabel, else csi.namespaceLabel
+where the CSI plugin is installed (it never grants the socket without a label). */}}
+{{- define "dragonfly-injector.socketLabel" -}}
+{{- if .Values.socket.namespaceLabel -}}
+{{- .Values.socket.namespaceLabel -}}
+{{- else if .Values.csi.enabled -}}
+{{- required "csi.namespaceLabel: the CSI plugin grants the socket only to namespaces with a label" .Values.csi.namespaceLabel -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The host directory that holds dfdaemon's socket, which the CSI plugin publishes. */}}
+{{- define "dragonfly-injector.socketDir" -}}
+{{- dir (include "dragonfly-injector.socketPath" .) -}}
+{{- end -}}
+
 {{/* The webhook's config file, built from values (see the README's Configuration section). */}}
 {{- define "dragonfly-injector.config" -}}
 {{- $tools := dict
@@ -127,9 +162,12 @@ is its subchart; this chart's values otherwise. */}}
 {{- if .Values.registry.caBundle -}}
 {{- $_ := set $registry "caBundle" "/etc/dragonfly-injector/config/registry-ca.pem" -}}
 {{- end -}}
-{{- $socket := dict "enabled" .Values.socket.enabled "path" (include "dragonfly-injector.socketPath" .) -}}
-{{- with .Values.socket.namespaceLabel -}}
+{{- $socket := dict "enabled" .Values.socket.enabled "path" (include "dragonfly-injector.socketPath" .) "mode" (include "dragonfly-injector.socketMode" .) -}}
+{{- with include "dragonfly-injector.socketLabel" . -}}
 {{- $_ := set $socket "namespaceLabel" . -}}
+{{- end -}}
+{{- if .Values.csi.enabled -}}
+{{- $_ := set $socket "csiDriver" .Values.csi.driverName -}}
 {{- end -}}
 {{- $config := dict
   "proxy" (dict "port" (int (include "dragonfly-injector.proxyPort" .)) "hostFrom" .Values.proxy.hostFrom "envName" .Values.proxy.envName)
