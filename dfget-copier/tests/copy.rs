@@ -1,5 +1,7 @@
 //! The copier against real directories.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 mod common;
 
 use common::{listing, write_tools};

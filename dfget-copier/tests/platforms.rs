@@ -4,6 +4,8 @@
 //! native build does. Where the dist holds the real dfget, the copier installs it and the copy
 //! must run. Evidence that the other architectures work is running them.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 mod common;
 
 use common::{listing, write_tools};

@@ -6,7 +6,7 @@
 
 use base64::Engine as _;
 use dragonfly_injector::admission;
-use dragonfly_injector::admission::review::ReviewIn;
+use dragonfly_injector::admission::wire::ReviewIn;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::{Settings, ToolsImage};
 use libfuzzer_sys::fuzz_target;

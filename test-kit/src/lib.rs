@@ -5,6 +5,8 @@
 //! `docker buildx bake`, the dist and the five platforms, a control plane, a node and Dragonfly,
 //! and a gRPC client for the CSI plugin's sockets.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 pub mod bake;
 pub mod cluster;
 pub mod dist;

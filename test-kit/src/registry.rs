@@ -120,6 +120,20 @@ pub struct IndexSpec<'a> {
     pub salt: &'a str,
 }
 
+/// The tools index most tests push: `dragonfly/tools:v1` for amd64 and arm64, no attestation;
+/// a test names only what it changes (`IndexSpec { salt: "b", ..IndexSpec::default() }`).
+impl Default for IndexSpec<'static> {
+    fn default() -> Self {
+        IndexSpec {
+            repository: "dragonfly/tools",
+            tag: "v1",
+            platforms: &["linux/amd64", "linux/arm64"],
+            attestation: false,
+            salt: "a",
+        }
+    }
+}
+
 /// Pushes the images and the index `spec` describes to `host`; returns the index digest.
 pub async fn push_index(client: &Client, auth: &RegistryAuth, host: &str, spec: IndexSpec<'_>) -> String {
     let IndexSpec { repository, tag, platforms, attestation, salt } = spec;

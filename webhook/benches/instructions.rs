@@ -15,8 +15,10 @@
 //! `scripts/bench-instructions.sh` runs the three for every corpus body; BENCHMARKS.md has the
 //! figures. Without valgrind it still runs (a smoke test of the corpus).
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use base64::Engine as _;
-use dragonfly_injector::admission::{self, review::response_body};
+use dragonfly_injector::admission::{self, wire::response_body};
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::{Settings, ToolsImage};
 use serde::de::IgnoredAny;

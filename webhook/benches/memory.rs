@@ -5,6 +5,8 @@
 //! /proc after each. `cargo bench -p dragonfly-injector --bench memory`; results in
 //! BENCHMARKS.md, against the chart's 128 Mi memory limit.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use test_kit::{client_config, review_for, Connection, Pki};

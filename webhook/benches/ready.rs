@@ -2,6 +2,8 @@
 //! with `pinning: required` against a loopback docker-registry (ready only once pinned).
 //! `cargo bench -p dragonfly-injector --bench ready`; results in BENCHMARKS.md.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use oci_client::secrets::RegistryAuth;
 use std::io::{BufRead, BufReader};
 use std::process::Command;
@@ -67,13 +69,7 @@ fn main() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: true,
-            salt: "bench",
-        },
+        IndexSpec { attestation: true, salt: "bench", ..IndexSpec::default() },
     ));
     let dir = tempfile::tempdir().unwrap();
     Pki::new("bench ca").leaf("webhook").write_pair(dir.path());

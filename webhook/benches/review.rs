@@ -2,6 +2,8 @@
 //! the same corpus as the load benchmark.
 //! `cargo bench -p dragonfly-injector --bench review`; results in BENCHMARKS.md.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;

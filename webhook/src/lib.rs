@@ -7,6 +7,7 @@
 //! - [`offline`]: `inject`, the engine run over manifests for GitOps.
 //! - [`pinning`]: the tools image pinned to its index digest, and `resolve`.
 //! - [`cluster`]: the Kubernetes client and the namespace and node watch caches.
+//! - [`logging`], [`metrics`]: JSON or text logs and their flags; the Prometheus metrics.
 //! - [`config`], [`image`]: the config file and image references.
 //! - [`cli`]: the composition root; nothing imports it.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod csi;
 pub mod image;
 pub mod inject;
+mod labels;
 #[cfg(feature = "server")]
 pub mod logging;
 #[cfg(feature = "server")]

@@ -4,6 +4,8 @@
 //! cap are closed at once and counted, bodies beyond the byte budget get 503, and the admin
 //! port drops a client that never finishes its request head.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::server::{self, Running, ServeArgs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

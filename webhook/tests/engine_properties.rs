@@ -2,6 +2,8 @@
 //! collide with ours, user variables and mounts at our paths, and junk in random places.
 //! The libFuzzer targets in fuzz/ search the same ground from bytes; these run in every test run.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::admission;
 use dragonfly_injector::config::Config;
 use dragonfly_injector::inject::{

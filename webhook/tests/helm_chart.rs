@@ -2,6 +2,8 @@
 //! renders: the webhook entries and selectors, the certificates, the RBAC rules, and the config
 //! file, which must load with the webhook's own config loader.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use base64::Engine as _;
 use dragonfly_injector::config::{Config, HostFrom, LabelRequirement, Pinning, SocketMode, DEFAULT_TOOLS_IMAGE};
 use dragonfly_injector::offline::yaml::parse_documents;

@@ -1,6 +1,8 @@
 //! The whole HTTP path in-process: router, body limit, panic guard, admission logic and the
 //! admin endpoints, driven with `tower::ServiceExt::oneshot` and JSON fixtures.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;

@@ -9,6 +9,8 @@
 //! the kubelet would run it (uid 65532, read-only root, an empty shared directory), and a
 //! rebuild from a fresh daemon must give the same digests.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};

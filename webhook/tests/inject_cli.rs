@@ -1,5 +1,7 @@
 //! The offline `dragonfly-injector inject` command, run as a process.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::offline::yaml::parse_documents;
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -211,13 +213,7 @@ async fn pin_writes_the_digest_the_tag_points_at_or_says_why_not() {
     use test_kit::registry::{push_index, pushing_client, IndexSpec, Registry, RegistryOptions};
     test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions::default());
-    let spec = IndexSpec {
-        repository: "dragonfly/tools",
-        tag: "v1",
-        platforms: &["linux/amd64", "linux/arm64"],
-        attestation: false,
-        salt: "cli",
-    };
+    let spec = IndexSpec { salt: "cli", ..IndexSpec::default() };
     let digest =
         push_index(&pushing_client(None), &oci_client::secrets::RegistryAuth::Anonymous, &registry.host, spec).await;
     let temp = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! scripts/lib.sh and pass it to bake; the only other places a version may appear are the
 //! Dockerfiles' ARG defaults (which hold when bake passes nothing), and those must equal it.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use std::path::{Path, PathBuf};
 use test_kit::{pinned, repo_root};
 

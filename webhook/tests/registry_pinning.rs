@@ -1,6 +1,8 @@
 //! Pinning the tools image against a real registry on loopback: Debian's docker-registry, with
 //! real multi-arch indexes pushed by oci-client.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::config::Config;
 use dragonfly_injector::metrics::Metrics;
 use dragonfly_injector::pinning::resolver::{ResolveError, Resolver};
@@ -64,11 +66,9 @@ async fn a_tag_resolves_to_its_index_digest_and_attestations_are_not_platforms()
         &RegistryAuth::Anonymous,
         &registry.host,
         IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
             platforms: &["linux/amd64", "linux/arm64", "linux/arm/v7"],
             attestation: true,
-            salt: "a",
+            ..IndexSpec::default()
         },
     )
     .await;
@@ -93,13 +93,7 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "first",
-        },
+        IndexSpec { salt: "first", ..IndexSpec::default() },
     )
     .await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
@@ -114,13 +108,7 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "second",
-        },
+        IndexSpec { salt: "second", ..IndexSpec::default() },
     )
     .await;
     assert_ne!(first, second);
@@ -148,13 +136,7 @@ async fn a_moved_tag_changes_what_is_injected_only_at_the_next_refresh() {
         &client,
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "third",
-        },
+        IndexSpec { salt: "third", ..IndexSpec::default() },
     )
     .await;
     eventually(10, "the loop follows the moved tag", || {
@@ -171,19 +153,8 @@ async fn a_stopped_registry_keeps_the_last_good_digest() {
     test_kit::install_crypto();
     let mut registry = Registry::start(RegistryOptions::default());
     let image = format!("{}/dragonfly/tools:v1", registry.host);
-    let digest = push_index(
-        &pushing_client(None),
-        &RegistryAuth::Anonymous,
-        &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "a",
-        },
-    )
-    .await;
+    let digest =
+        push_index(&pushing_client(None), &RegistryAuth::Anonymous, &registry.host, IndexSpec::default()).await;
     let (pinner, cell, metrics) = pinner(plain_resolver(&registry.host), &image);
     let mut last = None;
     pinner.refresh(&mut last).await.unwrap();
@@ -212,13 +183,7 @@ async fn an_index_missing_a_configured_platform_is_reported() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "amd64-only",
-            platforms: &["linux/amd64"],
-            attestation: true,
-            salt: "a",
-        },
+        IndexSpec { tag: "amd64-only", platforms: &["linux/amd64"], attestation: true, ..IndexSpec::default() },
     )
     .await;
     let (pinner, _, metrics) = pinner(plain_resolver(&registry.host), &image);
@@ -233,19 +198,7 @@ async fn wrong_credentials_fail_fast_and_clearly_and_right_ones_work() {
     test_kit::install_crypto();
     let registry = Registry::start(RegistryOptions { user: Some(("robot", "s3cret")), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
-    let digest = push_index(
-        &pushing_client(None),
-        &good,
-        &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "a",
-        },
-    )
-    .await;
+    let digest = push_index(&pushing_client(None), &good, &registry.host, IndexSpec::default()).await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
         resolver_with_credentials(
@@ -277,19 +230,9 @@ async fn a_tls_registry_needs_its_ca_and_works_with_it() {
     let pki = Pki::new("registry ca");
     let leaf = pki.leaf("registry");
     let registry = Registry::start(RegistryOptions { tls: Some(&leaf), ..Default::default() });
-    let digest = push_index(
-        &pushing_client(Some(&pki.ca_pem)),
-        &RegistryAuth::Anonymous,
-        &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "a",
-        },
-    )
-    .await;
+    let digest =
+        push_index(&pushing_client(Some(&pki.ca_pem)), &RegistryAuth::Anonymous, &registry.host, IndexSpec::default())
+            .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
     let untrusted = Resolver::new(&config("registry: {timeout: 5s}\n").registry).unwrap();
     let error = untrusted.resolve(&image, None).await.unwrap_err();
@@ -397,13 +340,7 @@ async fn serve_pins_at_start_up_and_injects_the_digest() {
         &pushing_client(None),
         &RegistryAuth::Anonymous,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: true,
-            salt: "a",
-        },
+        IndexSpec { attestation: true, ..IndexSpec::default() },
     )
     .await;
     let image = format!("{}/dragonfly/tools:v1", registry.host);
@@ -465,13 +402,7 @@ async fn the_resolve_command_prints_the_digest_platforms_and_what_is_missing() {
         &pushing_client(None),
         &auth,
         &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/s390x"],
-            attestation: true,
-            salt: "a",
-        },
+        IndexSpec { platforms: &["linux/amd64", "linux/s390x"], attestation: true, ..IndexSpec::default() },
     )
     .await;
     let temp = tempfile::tempdir().unwrap();
@@ -509,19 +440,9 @@ async fn a_bearer_token_registry_is_reached_with_basic_credentials_exchanged_for
     let tokens = test_kit::token::TokenServer::start("robot", "s3cret").await;
     let registry = Registry::start(RegistryOptions { token: Some(&tokens), ..Default::default() });
     let good = RegistryAuth::Basic("robot".into(), "s3cret".into());
-    let digest = push_index(
-        &pushing_client(None),
-        &good,
-        &registry.host,
-        IndexSpec {
-            repository: "dragonfly/tools",
-            tag: "v1",
-            platforms: &["linux/amd64", "linux/arm64"],
-            attestation: false,
-            salt: "bearer",
-        },
-    )
-    .await;
+    let digest =
+        push_index(&pushing_client(None), &good, &registry.host, IndexSpec { salt: "bearer", ..IndexSpec::default() })
+            .await;
     let temp = tempfile::tempdir().unwrap();
     let resolver_with = |password: &str| {
         let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("robot:{password}"));

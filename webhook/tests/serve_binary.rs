@@ -1,5 +1,7 @@
 //! The real `dragonfly-injector serve` process: start-up, its log lines, signals.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -4,6 +4,8 @@
 //! hidden in a private mount namespace (`unshare -m`), so the machine itself is never touched.
 //! The check's list is lib.sh's `requirements` table, the same one setup installs from.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use std::process::{Command, Output};
 use test_kit::repo_root;
 

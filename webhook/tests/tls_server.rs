@@ -1,6 +1,8 @@
 //! The real server over real TLS on loopback: certificate swaps while requests flow, a
 //! certificate that arrives late, and graceful shutdown of keep-alive connections.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::server;
 use dragonfly_injector::server::ServeArgs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Our YAML reading and writing, checked against sigs.k8s.io/yaml (what kubectl, Helm, Argo CD
 //! and Flux use), built from the Go module proxy into the test's target directory.
 
+#![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
+
 use dragonfly_injector::offline::yaml::{parse_documents, to_yaml};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -1,13 +1,13 @@
 //! One AdmissionReview in, one out. Pure: the namespace labels come from a lookup the caller
 //! provides (the watch cache in the server, command-line labels in `inject`).
 
-pub mod review;
+pub mod wire;
 
 use crate::inject::{self, Decision, NamespaceLabels, Outcome, PodContext, RequestFacts, Settings, ToolsImage};
-use review::ReviewIn;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wire::ReviewIn;
 
 /// Prefix of every warning returned to the API server (kubectl prints them to the user).
 pub const WARNING_PREFIX: &str = "dragonfly-injector: ";
@@ -27,21 +27,13 @@ pub enum ReviewError {
     MissingUid,
 }
 
-impl ReviewError {
-    pub const LABELS: [&'static str; 5] =
-        ["not_json", "not_admission_review", "unsupported_version", "missing_request", "missing_uid"];
-
-    /// Low-cardinality label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            ReviewError::NotJson(_) => "not_json",
-            ReviewError::NotAdmissionReview(_) => "not_admission_review",
-            ReviewError::UnsupportedVersion(_) => "unsupported_version",
-            ReviewError::MissingRequest => "missing_request",
-            ReviewError::MissingUid => "missing_uid",
-        }
-    }
-}
+crate::labels::metric_labels!(ReviewError {
+    NotJson => "not_json",
+    NotAdmissionReview => "not_admission_review",
+    UnsupportedVersion => "unsupported_version",
+    MissingRequest => "missing_request",
+    MissingUid => "missing_uid",
+});
 
 /// What happened, for the log line and the metrics.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,12 +66,12 @@ pub fn review(
 ) -> Result<Reviewed, ReviewError> {
     let review: ReviewIn = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
     match review.kind.as_deref() {
-        Some(review::KIND) => {}
+        Some(wire::KIND) => {}
         Some(other) => return Err(ReviewError::NotAdmissionReview(format!("kind {other:?}"))),
         None => return Err(ReviewError::NotAdmissionReview("no kind".into())),
     }
     match review.api_version.as_deref() {
-        Some(review::API_VERSION) => {}
+        Some(wire::API_VERSION) => {}
         other => return Err(ReviewError::UnsupportedVersion(other.unwrap_or_default().to_owned())),
     }
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
@@ -124,7 +116,7 @@ pub fn review(
     }
     let warnings = decision.warnings;
     let prefixed: Vec<String> = warnings.iter().map(|w| format!("{WARNING_PREFIX}{w}")).collect();
-    let body = review::response_body(&uid, patch.as_deref(), &prefixed);
+    let body = wire::response_body(&uid, patch.as_deref(), &prefixed);
     let dry_run = request.dry_run.unwrap_or(false);
     let summary = Summary { uid, namespace, pod, outcome: decision.outcome, warnings, dry_run, unpinned };
     Ok(Reviewed { body, summary })

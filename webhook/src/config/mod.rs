@@ -1,18 +1,17 @@
 //! The webhook's config file (YAML). Every key is optional; unknown keys are rejected.
 //!
 //! The Helm chart maps its values onto this file, so the key names are part of the interface.
-//! See the README's "Configuration" section for every key and its default.
+//! See docs/configuration.md for every key and its default.
 
 mod checks;
 mod socket;
 mod values;
 
 pub use socket::{SocketMount, DFGET_SOCKET};
-use values::check_dns_subdomain;
 
 pub use values::{
-    parse_duration, parse_nonzero_duration, AbsolutePath, ConfigDuration, DnsLabel, DnsSubdomain, EnvName, ImageRef,
-    Platform, Quantity,
+    parse_duration, parse_nonzero_duration, AbsolutePath, ConfigDuration, Count, DnsLabel, DnsSubdomain, EnvName,
+    ImageRef, LabelRequirement, Platform, Port, Quantity, ResourceName, ToolName,
 };
 
 use serde::{Deserialize, Serialize};
@@ -52,27 +51,6 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         // A typical patch is 2 to 4 KB, plus about 1.5 KB per further container.
         LimitsConfig { containers: Count(250), patch_bytes: Count(1024 * 1024) }
-    }
-}
-
-/// A positive whole number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
-pub struct Count(pub usize);
-
-impl TryFrom<u64> for Count {
-    type Error = String;
-    fn try_from(value: u64) -> Result<Self, String> {
-        match usize::try_from(value) {
-            Ok(count) if count > 0 => Ok(Count(count)),
-            _ => Err(format!("{value} must be a positive whole number")),
-        }
-    }
-}
-
-impl From<Count> for u64 {
-    fn from(count: Count) -> u64 {
-        count.0 as u64
     }
 }
 
@@ -145,27 +123,6 @@ impl Default for ProxyConfig {
     }
 }
 
-/// A TCP port, 1 to 65535.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u16")]
-pub struct Port(pub u16);
-
-impl TryFrom<u64> for Port {
-    type Error = String;
-    fn try_from(value: u64) -> Result<Self, String> {
-        match u16::try_from(value) {
-            Ok(port) if port > 0 => Ok(Port(port)),
-            _ => Err(format!("{value} is not a port (1 to 65535)")),
-        }
-    }
-}
-
-impl From<Port> for u16 {
-    fn from(port: Port) -> u16 {
-        port.0
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum HostFrom {
@@ -212,41 +169,6 @@ pub enum SocketMode {
     Auto,
 }
 
-/// A label a namespace must carry, written `key=value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct LabelRequirement {
-    pub key: String,
-    pub value: String,
-}
-
-impl TryFrom<String> for LabelRequirement {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        let bad = || format!("{text:?} is not a label requirement (key=value, a Kubernetes label key and value)");
-        let (key, value) = text.split_once('=').ok_or_else(bad)?;
-        let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
-        let name_ok = |s: &str, max: usize| {
-            !s.is_empty()
-                && s.len() <= max
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-        };
-        let value_ok = value.is_empty() || name_ok(value, 63);
-        if !name_ok(name, 63) || prefix.is_some_and(|p| check_dns_subdomain(p).is_err() || p.is_empty()) || !value_ok {
-            return Err(bad());
-        }
-        Ok(LabelRequirement { key: key.to_owned(), value: value.to_owned() })
-    }
-}
-
-impl From<LabelRequirement> for String {
-    fn from(requirement: LabelRequirement) -> String {
-        format!("{}={}", requirement.key, requirement.value)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ToolsConfig {
@@ -286,40 +208,6 @@ pub enum ToolsPath {
     Prepend,
 }
 
-/// A file name in the tools directory: no slash, not `.` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ToolName(String);
-
-impl TryFrom<String> for ToolName {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        let ok = !value.is_empty()
-            && value.len() <= 255
-            && value != "."
-            && value != ".."
-            && !value.contains('/')
-            && !value.chars().any(char::is_control);
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(format!("{value:?} is not a file name"))
-        }
-    }
-}
-
-impl From<ToolName> for String {
-    fn from(value: ToolName) -> String {
-        value.0
-    }
-}
-
-impl ToolName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Pinning {
@@ -346,7 +234,9 @@ impl Default for ToolsConfig {
                 .to_vec(),
             check_node_architectures: true,
             path: ToolsPath::Link,
-            binaries: ["dfget", "dfcache", "dfstore", "dfctl"].map(|t| ToolName(t.to_owned())).to_vec(),
+            binaries: ["dfget", "dfcache", "dfstore", "dfctl"]
+                .map(|t| ToolName::try_from(t.to_owned()).expect("a plain file name"))
+                .to_vec(),
             link_dir: AbsolutePath::try_from("/usr/local/bin".to_owned()).expect("valid path"),
             run_as_user: None,
         }
@@ -396,38 +286,6 @@ impl Default for Resources {
             requests: quantities(&[("cpu", "10m"), ("memory", "16Mi")]),
             limits: quantities(&[("cpu", "100m"), ("memory", "64Mi")]),
         }
-    }
-}
-
-/// `cpu`, `memory`, `ephemeral-storage` or a qualified extended resource name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ResourceName(String);
-
-impl TryFrom<String> for ResourceName {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        let ok = !value.is_empty()
-            && value.len() <= 253
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c))
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(format!("{value:?} is not a resource name"))
-        }
-    }
-}
-
-impl From<ResourceName> for String {
-    fn from(value: ResourceName) -> String {
-        value.0
-    }
-}
-
-impl ResourceName {
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -558,7 +416,7 @@ limits: {containers: 10, patchBytes: 65536}
         assert_eq!(config.proxy.host_from, HostFrom::NodeName);
         assert_eq!(config.proxy.env_name.as_str(), "MY_PROXY");
         assert_eq!(config.tools.path, ToolsPath::Prepend);
-        assert_eq!(config.tools.binaries, [ToolName("dfget".to_owned())]);
+        assert_eq!(config.tools.binaries, [ToolName::try_from("dfget".to_owned()).unwrap()]);
         assert_eq!(config.tools.link_dir.as_str(), "/opt/bin");
         assert_eq!(config.tools.run_as_user, Some(1000));
         assert!(!config.socket.enabled);

@@ -1,4 +1,5 @@
-//! Validated scalar types used by the config file.
+//! Validated scalar types used by the config file: the strings `validated_string!` makes, and
+//! the hand-written ones (a count, a port, a label requirement, tool and resource names).
 //!
 //! Each type checks its value while it is being deserialised, so a bad value is reported by the
 //! YAML parser together with the key path and the line, instead of surfacing later as a pod the
@@ -219,6 +220,152 @@ pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
 
 pub fn check_image_ref(value: &str) -> Result<(), String> {
     crate::image::ImageParts::parse(value).map(|_| ()).map_err(|error| error.to_string())
+}
+
+// The hand-written validated types: a number, a port, a label requirement and two names whose
+// checks do not fit `validated_string!`.
+
+/// A positive whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Count(pub usize);
+
+impl TryFrom<u64> for Count {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, String> {
+        match usize::try_from(value) {
+            Ok(count) if count > 0 => Ok(Count(count)),
+            _ => Err(format!("{value} must be a positive whole number")),
+        }
+    }
+}
+
+impl From<Count> for u64 {
+    fn from(count: Count) -> u64 {
+        count.0 as u64
+    }
+}
+
+/// A TCP port, 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u16")]
+pub struct Port(pub u16);
+
+impl TryFrom<u64> for Port {
+    type Error = String;
+    fn try_from(value: u64) -> Result<Self, String> {
+        match u16::try_from(value) {
+            Ok(port) if port > 0 => Ok(Port(port)),
+            _ => Err(format!("{value} is not a port (1 to 65535)")),
+        }
+    }
+}
+
+impl From<Port> for u16 {
+    fn from(port: Port) -> u16 {
+        port.0
+    }
+}
+
+/// A label a namespace must carry, written `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LabelRequirement {
+    pub key: String,
+    pub value: String,
+}
+
+impl TryFrom<String> for LabelRequirement {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a label requirement (key=value, a Kubernetes label key and value)");
+        let (key, value) = text.split_once('=').ok_or_else(bad)?;
+        let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+        let name_ok = |s: &str, max: usize| {
+            !s.is_empty()
+                && s.len() <= max
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        let value_ok = value.is_empty() || name_ok(value, 63);
+        if !name_ok(name, 63) || prefix.is_some_and(|p| check_dns_subdomain(p).is_err() || p.is_empty()) || !value_ok {
+            return Err(bad());
+        }
+        Ok(LabelRequirement { key: key.to_owned(), value: value.to_owned() })
+    }
+}
+
+impl From<LabelRequirement> for String {
+    fn from(requirement: LabelRequirement) -> String {
+        format!("{}={}", requirement.key, requirement.value)
+    }
+}
+
+/// A file name in the tools directory: no slash, not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ToolName(String);
+
+impl TryFrom<String> for ToolName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 255
+            && value != "."
+            && value != ".."
+            && !value.contains('/')
+            && !value.chars().any(char::is_control);
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!("{value:?} is not a file name"))
+        }
+    }
+}
+
+impl From<ToolName> for String {
+    fn from(value: ToolName) -> String {
+        value.0
+    }
+}
+
+impl ToolName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `cpu`, `memory`, `ephemeral-storage` or a qualified extended resource name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResourceName(String);
+
+impl TryFrom<String> for ResourceName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 253
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-._/".contains(c))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!("{value:?} is not a resource name"))
+        }
+    }
+}
+
+impl From<ResourceName> for String {
+    fn from(value: ResourceName) -> String {
+        value.0
+    }
+}
+
+impl ResourceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Annotation and label keys: part of the user-facing interface, documented in the README.
+//! Annotation and label keys: part of the user-facing interface, documented in docs/injection.md.
 
 /// Pod annotation, `"true"` or `"false"`; namespace label `enabled` (or `true`).
 pub const INJECT: &str = "dragonfly.io/inject-p2p";

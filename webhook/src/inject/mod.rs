@@ -150,7 +150,7 @@ impl Outcome {
     /// The skip reason's label; empty unless skipped.
     pub fn reason(&self) -> &'static str {
         match self {
-            Outcome::Skipped(reason) => reason.as_str(),
+            Outcome::Skipped(reason) => reason.label(),
             _ => "",
         }
     }

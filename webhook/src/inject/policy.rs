@@ -23,35 +23,18 @@ pub enum SkipReason {
     OverLimit,
 }
 
-impl SkipReason {
-    pub const ALL: [SkipReason; 10] = [
-        SkipReason::NotPod,
-        SkipReason::Subresource,
-        SkipReason::Operation,
-        SkipReason::ExcludedNamespace,
-        SkipReason::MirrorPod,
-        SkipReason::Windows,
-        SkipReason::OptedOut,
-        SkipReason::NotOptedIn,
-        SkipReason::InvalidPod,
-        SkipReason::OverLimit,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::NotPod => "not_pod",
-            SkipReason::Subresource => "subresource",
-            SkipReason::Operation => "operation",
-            SkipReason::ExcludedNamespace => "excluded_namespace",
-            SkipReason::MirrorPod => "mirror_pod",
-            SkipReason::Windows => "windows",
-            SkipReason::OptedOut => "opted_out",
-            SkipReason::NotOptedIn => "not_opted_in",
-            SkipReason::InvalidPod => "invalid_pod",
-            SkipReason::OverLimit => "over_limit",
-        }
-    }
-}
+crate::labels::metric_labels!(SkipReason {
+    NotPod => "not_pod",
+    Subresource => "subresource",
+    Operation => "operation",
+    ExcludedNamespace => "excluded_namespace",
+    MirrorPod => "mirror_pod",
+    Windows => "windows",
+    OptedOut => "opted_out",
+    NotOptedIn => "not_opted_in",
+    InvalidPod => "invalid_pod",
+    OverLimit => "over_limit",
+});
 
 /// What is known about the pod's namespace. Without cluster access the labels are unknown:
 /// namespace opt-in and the Pod Security check are then off.

@@ -145,7 +145,7 @@ impl Injector<'_> {
                     format!("injected   {kind}/{name} ({}; containers {})", status.parts(), status.containers.join(","))
                 }
                 Outcome::Unchanged => format!("unchanged  {kind}/{name}: already injected"),
-                Outcome::Skipped(reason) => format!("skipped    {kind}/{name}: {}", reason.as_str()),
+                Outcome::Skipped(reason) => format!("skipped    {kind}/{name}: {}", reason.label()),
             });
             if let Some(patched) = decision.patched {
                 *template = patched;
@@ -379,7 +379,7 @@ fn run_over(
     // thread's stack limit.
     let (text, report) = std::thread::scope(|scope| {
         std::thread::Builder::new()
-            .name("manifests".into())
+            .name("offline".into())
             .stack_size(DEEP_STACK_BYTES)
             .spawn_scoped(scope, || {
                 let result = process_inputs(&inputs, output, act);

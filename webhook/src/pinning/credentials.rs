@@ -1,7 +1,7 @@
 //! Registry credentials from a Docker config file: the `.dockerconfigjson` of a
 //! `kubernetes.io/dockerconfigjson` Secret, mounted into the webhook's pod.
 
-use super::resolver::SetupError;
+use super::setup::SetupError;
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;

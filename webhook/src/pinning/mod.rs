@@ -8,6 +8,7 @@ pub mod command;
 pub mod credentials;
 pub mod index;
 pub mod resolver;
+mod setup;
 
 use crate::cluster::NodeCache;
 use crate::config::{Pinning, RegistryConfig, ToolsConfig};
@@ -15,7 +16,8 @@ use crate::image::ImageParts;
 use crate::inject::ToolsImage;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
-use resolver::{ResolveError, Resolved, Resolver, SetupError};
+use resolver::{ResolveError, Resolved, Resolver};
+pub use setup::SetupError;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

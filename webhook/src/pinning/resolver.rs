@@ -4,6 +4,7 @@
 
 use super::credentials::DockerConfig;
 use super::index::{self, ManifestKind, IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES};
+use super::setup::SetupError;
 use crate::config::RegistryConfig;
 use crate::image::ImageParts;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -36,25 +37,21 @@ pub enum ResolveError {
     InvalidManifest(String),
     #[error("registry error: {0}")]
     Registry(String),
+    #[error("not an image reference: {0}")]
+    InvalidReference(String),
 }
 
-impl ResolveError {
-    pub const LABELS: [&'static str; 8] =
-        ["timeout", "unreachable", "tls", "unauthorized", "rate_limited", "not_found", "invalid_manifest", "registry"];
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            ResolveError::Timeout(_) => "timeout",
-            ResolveError::Unreachable(_) => "unreachable",
-            ResolveError::Tls(_) => "tls",
-            ResolveError::Unauthorized(_) => "unauthorized",
-            ResolveError::RateLimited(_) => "rate_limited",
-            ResolveError::NotFound(_) => "not_found",
-            ResolveError::InvalidManifest(_) => "invalid_manifest",
-            ResolveError::Registry(_) => "registry",
-        }
-    }
-}
+crate::labels::metric_labels!(ResolveError {
+    Timeout => "timeout",
+    Unreachable => "unreachable",
+    Tls => "tls",
+    Unauthorized => "unauthorized",
+    RateLimited => "rate_limited",
+    NotFound => "not_found",
+    InvalidManifest => "invalid_manifest",
+    Registry => "registry",
+    InvalidReference => "invalid_reference",
+});
 
 /// The whole error chain in one line: reqwest hides the useful part (refused, unknown issuer)
 /// in its sources.
@@ -72,7 +69,9 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn classify(error: OciDistributionError) -> ResolveError {
+/// `timeout` is the configured bound: reqwest's own timeouts (connect and read, set to the same
+/// bound) are the same event as the outer one, and are labelled so.
+fn classify(error: OciDistributionError, timeout: Duration) -> ResolveError {
     let text = chain(&error);
     match &error {
         OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. } => {
@@ -96,7 +95,7 @@ fn classify(error: OciDistributionError) -> ResolveError {
         OciDistributionError::RequestError(request) => {
             let lower = text.to_ascii_lowercase();
             if request.is_timeout() {
-                ResolveError::Unreachable(text)
+                ResolveError::Timeout(timeout)
             } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
                 ResolveError::Tls(text)
             } else {
@@ -110,20 +109,6 @@ fn classify(error: OciDistributionError) -> ResolveError {
         | OciDistributionError::UnsupportedMediaTypeError(_) => ResolveError::InvalidManifest(text),
         _ => ResolveError::Registry(text),
     }
-}
-
-/// Why the resolver cannot be built from the registry settings: a start-up error, never a
-/// failure on every refresh.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("cannot read Docker config {path}: {source}")]
-    ReadDockerConfig { path: PathBuf, source: std::io::Error },
-    #[error("invalid Docker config {path}: {message}")]
-    InvalidDockerConfig { path: PathBuf, message: String },
-    #[error("cannot read CA bundle {path}: {source}")]
-    ReadCaBundle { path: PathBuf, source: std::io::Error },
-    #[error("CA bundle {path} holds no PEM certificate")]
-    EmptyCaBundle { path: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +174,7 @@ impl Resolver {
         call: impl std::future::Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, ResolveError> {
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(classify),
+            Ok(result) => result.map_err(|error| classify(error, self.timeout)),
             Err(_) => Err(ResolveError::Timeout(self.timeout)),
         }
     }
@@ -197,7 +182,7 @@ impl Resolver {
     /// Resolves `image` (`[registry/]repository:tag`). `known` is the digest from the previous
     /// resolution: when the tag still points there, the index is not fetched again.
     pub async fn resolve(&self, image: &str, known: Option<&Resolved>) -> Result<Resolved, ResolveError> {
-        let parts = ImageParts::parse(image).map_err(|error| ResolveError::NotFound(error.to_string()))?;
+        let parts = ImageParts::parse(image).map_err(|error| ResolveError::InvalidReference(error.to_string()))?;
         // Built from the parts: parsing with oci-client would compile its reference regex first.
         let reference: Reference = parts.reference();
         let auth = self.credentials.auth_for(reference.resolve_registry());
@@ -258,6 +243,7 @@ mod tests {
             ResolveError::NotFound(String::new()),
             ResolveError::InvalidManifest(String::new()),
             ResolveError::Registry(String::new()),
+            ResolveError::InvalidReference(String::new()),
         ];
         assert_eq!(errors.map(|e| e.label()), ResolveError::LABELS);
     }

@@ -1,7 +1,6 @@
 //! `serve`'s flags, each with an environment fallback so the Helm chart can set them either way.
 
 use super::pool::DEFAULT_BODY_BYTES_IN_FLIGHT;
-use super::tls::TlsArgs;
 use super::webhook::DEFAULT_MAX_BODY_BYTES;
 use crate::cluster::ClusterArgs;
 use crate::config::{parse_duration, parse_nonzero_duration};
@@ -95,4 +94,51 @@ pub struct ShutdownArgs {
     /// Then wait at most this long for open connections to finish.
     #[arg(long, env = "DRAGONFLY_INJECTOR_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "15s")]
     pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain; its directory is watched and the pair reloaded on change.
+    #[arg(
+        long,
+        env = "DRAGONFLY_INJECTOR_TLS_CERT_FILE",
+        required_unless_present = "tls_managed_secret",
+        requires = "tls_key_file"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE",
+        required_unless_present = "tls_managed_secret",
+        requires = "tls_cert_file"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+    /// Re-read the certificate at least this often, in case the directory watch misses a change
+    /// (at least 1s).
+    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_poll_interval, default_value = "10s")]
+    pub tls_poll_interval: Duration,
+    #[command(flatten)]
+    pub managed: super::managed::ManagedTlsArgs,
+}
+
+/// A poll interval of at least a second: shorter ones only burn CPU re-reading the files.
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        short if short < Duration::from_secs(1) => Err(format!("{text:?} is shorter than the minimum, 1s")),
+        interval => Ok(interval),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_intervals_under_a_second_are_refused() {
+        assert_eq!(parse_poll_interval("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_poll_interval("1"), Ok(Duration::from_secs(1)));
+        for short in ["0s", "999ms", "0"] {
+            assert!(parse_poll_interval(short).unwrap_err().contains("minimum, 1s"), "{short}");
+        }
+    }
 }

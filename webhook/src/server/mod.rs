@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod args;
+pub mod edge;
 pub mod https;
 pub mod managed;
 pub mod pool;
@@ -9,8 +10,7 @@ pub mod state;
 pub mod tls;
 pub mod webhook;
 
-pub use args::{ConnectionArgs, ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs};
-pub use tls::TlsArgs;
+pub use args::{ConnectionArgs, ListenArgs, ReviewArgs, ServeArgs, ShutdownArgs, TlsArgs};
 
 use crate::cluster::{NamespaceCache, NodeCache};
 use crate::config::Config;
@@ -61,7 +61,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let namespaces = client.clone().map(NamespaceCache::start);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let metrics = Arc::new(Metrics::default());
-    metrics.register_known(&webhook::request_labels(), &pinning::resolver::ResolveError::LABELS);
+    metrics.register_known(&webhook::request_labels(), pinning::resolver::ResolveError::LABELS);
     let certificate = Arc::new(CertResolver::default());
     // The self-managed certificate's settings, client and namespace, refused before anything
     // is bound when it cannot work.
@@ -78,7 +78,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     };
     let (tools_image, pin_task) =
         pinning::spawn(&config.tools, &config.registry, metrics.clone(), client.map(NodeCache::start))
-            .map_err(|error| anyhow::anyhow!("invalid registry settings in {}: {error}", config_path.display()))?;
+            .with_context(|| format!("invalid registry settings in {}", config_path.display()))?;
     let pool = ReviewPool::new(reviews.concurrency(), reviews.max_queued_reviews)
         .with_body_limits(connections.max_body_bytes_in_flight, connections.body_read_timeout);
     let state =

@@ -6,10 +6,8 @@
 //! that fails to load (a half-written swap, a key that does not match) is logged and the
 //! previous pair keeps serving.
 
-use crate::config::parse_duration;
 use crate::metrics::{Metrics, ResultLabels};
 use arc_swap::ArcSwapOption;
-use clap::Args;
 use notify::Watcher as _;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -139,39 +137,6 @@ pub fn server_config(
     Ok(config)
 }
 
-#[derive(Debug, Args)]
-pub struct TlsArgs {
-    /// PEM certificate chain; its directory is watched and the pair reloaded on change.
-    #[arg(
-        long,
-        env = "DRAGONFLY_INJECTOR_TLS_CERT_FILE",
-        required_unless_present = "tls_managed_secret",
-        requires = "tls_key_file"
-    )]
-    pub tls_cert_file: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "DRAGONFLY_INJECTOR_TLS_KEY_FILE",
-        required_unless_present = "tls_managed_secret",
-        requires = "tls_cert_file"
-    )]
-    pub tls_key_file: Option<PathBuf>,
-    /// Re-read the certificate at least this often, in case the directory watch misses a change
-    /// (at least 1s).
-    #[arg(long, env = "DRAGONFLY_INJECTOR_TLS_POLL_INTERVAL", value_parser = parse_poll_interval, default_value = "10s")]
-    pub tls_poll_interval: Duration,
-    #[command(flatten)]
-    pub managed: super::managed::ManagedTlsArgs,
-}
-
-/// A poll interval of at least a second: shorter ones only burn CPU re-reading the files.
-fn parse_poll_interval(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        short if short < Duration::from_secs(1) => Err(format!("{text:?} is shorter than the minimum, 1s")),
-        interval => Ok(interval),
-    }
-}
-
 /// Keeps the resolver's pair in step with the files.
 pub struct CertReloader {
     pub cert_path: PathBuf,
@@ -274,19 +239,6 @@ impl CertReloader {
                 _ = poll.tick() => {}
             }
             self.reload(&mut seen);
-        }
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn poll_intervals_under_a_second_are_refused() {
-        assert_eq!(parse_poll_interval("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_poll_interval("1"), Ok(Duration::from_secs(1)));
-        for short in ["0s", "999ms", "0"] {
-            assert!(parse_poll_interval(short).unwrap_err().contains("minimum, 1s"), "{short}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The webhook's HTTPS router: `POST /mutate`.
 
+use super::edge::EdgeError;
 use crate::admission;
 use crate::inject::Outcome;
 use crate::metrics::Metrics;
@@ -15,15 +16,11 @@ use std::time::Instant;
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tracing::field::Empty;
 
-/// The `error` reasons the HTTP edge itself counts, besides [`admission::ReviewError::LABELS`].
-pub const EDGE_ERROR_LABELS: [&str; 6] =
-    ["panic", "no_tools_image", "overloaded", "too_large", "body_timeout", "body_read"];
-
 /// Every (outcome, reason) pair of `admission_requests_total`.
 pub fn request_labels() -> Vec<(&'static str, &'static str)> {
     let mut labels = vec![("injected", ""), ("unchanged", "")];
-    labels.extend(crate::inject::SkipReason::ALL.iter().map(|reason| ("skipped", reason.as_str())));
-    labels.extend(admission::ReviewError::LABELS.iter().chain(&EDGE_ERROR_LABELS).map(|label| ("error", *label)));
+    labels.extend(crate::inject::SkipReason::LABELS.iter().map(|reason| ("skipped", *reason)));
+    labels.extend(admission::ReviewError::LABELS.iter().chain(EdgeError::LABELS).map(|label| ("error", *label)));
     labels
 }
 
@@ -47,37 +44,22 @@ async fn read_body(state: &WebhookState, request: Request, max: usize) -> Result
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max as u64) {
-        state.metrics.count_request("error", "too_large");
-        return Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes\n")).into_response());
+        return Err(EdgeError::TooLarge(max).respond(&state.metrics));
     }
     let reserve = declared.map_or(max, |length| length as usize);
     let Some(reservation) = state.pool.reserve_body(reserve) else {
-        state.metrics.count_request("error", "overloaded");
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "too many request bodies in flight\n",
-        )
-            .into_response());
+        return Err(EdgeError::Overloaded("request bodies").respond(&state.metrics));
     };
     let body = request.into_body();
     let read = tokio::time::timeout(state.pool.body_timeout, axum::body::to_bytes(body, max)).await;
     drop(reservation);
-    match read {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(error)) if is_length_limit(&error) => {
-            state.metrics.count_request("error", "too_large");
-            Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes\n")).into_response())
-        }
-        Ok(Err(error)) => {
-            state.metrics.count_request("error", "body_read");
-            Err((StatusCode::BAD_REQUEST, format!("cannot read the body: {error}\n")).into_response())
-        }
-        Err(_) => {
-            state.metrics.count_request("error", "body_timeout");
-            Err((StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time\n").into_response())
-        }
-    }
+    let refused = match read {
+        Ok(Ok(bytes)) => return Ok(bytes),
+        Ok(Err(error)) if is_length_limit(&error) => EdgeError::TooLarge(max),
+        Ok(Err(error)) => EdgeError::BodyRead(error.to_string()),
+        Err(_) => EdgeError::BodyTimeout,
+    };
+    Err(refused.respond(&state.metrics))
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -110,8 +92,7 @@ impl ResponseForPanic for PanicResponder {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         tracing::error!(panic = %message, "handler panicked; answered 500");
-        self.metrics.count_request("error", "panic");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        EdgeError::Panic.respond(&self.metrics)
     }
 }
 
@@ -119,8 +100,7 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
     let span = tracing::info_span!("admission", uid = Empty, namespace = Empty, pod = Empty, decision = Empty);
     let Some(tools) = state.tools_image.load_full() else {
         // Readiness is false in this state; a request that still arrives is not guessed at.
-        state.metrics.count_request("error", "no_tools_image");
-        return (StatusCode::SERVICE_UNAVAILABLE, "no usable tools image reference yet\n").into_response();
+        return EdgeError::NoToolsImage.respond(&state.metrics);
     };
     let body = match read_body(&state, request, max_body_bytes).await {
         Ok(body) => body,
@@ -128,14 +108,8 @@ async fn mutate(State(state): State<Arc<WebhookState>>, request: Request, max_bo
     };
     let started = Instant::now();
     let Some(permit) = state.pool.admit().await else {
-        state.metrics.count_request("error", "overloaded");
         span.in_scope(|| tracing::warn!(queued = state.pool.queued(), "review queue full; answered 503"));
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            "too many admission reviews in flight\n",
-        )
-            .into_response();
+        return EdgeError::Overloaded("admission reviews").respond(&state.metrics);
     };
     let result = if body.len() <= INLINE_REVIEW_BYTES {
         let _permit = permit;

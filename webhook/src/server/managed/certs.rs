@@ -5,7 +5,7 @@
 //! trusted CAs, newest first (what the webhook configuration's `caBundle` carries), and
 //! `ca.key` is the newest CA's key.
 
-use super::plan::{Stored, Window};
+use super::rotation::{Stored, Window};
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

@@ -3,7 +3,7 @@
 //! the rendered chart changes from one render to the next (Argo CD, `helm template`).
 //!
 //! Every replica runs the same loop, at each check: read the Secret and the webhook
-//! configuration; decide ([`plan::decide`]); write the Secret if something is due; keep the
+//! configuration; decide ([`rotation::decide`]); write the Secret if something is due; keep the
 //! configuration's `caBundle` equal to the Secret's bundle; serve the Secret's pair. There is
 //! one writer per change without a Lease: the first write is a create (the loser gets
 //! AlreadyExists) and later ones are updates at the resourceVersion read (the loser gets a
@@ -14,7 +14,7 @@
 //! starting at all.
 
 mod certs;
-pub mod plan;
+pub mod rotation;
 
 use super::tls::{parse_pair, CertResolver, Origin};
 use crate::config::{parse_duration, parse_nonzero_duration};
@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
-use plan::Step;
+use rotation::Step;
 use rustls::crypto::CryptoProvider;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +94,7 @@ fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ManagedTlsError
 
 /// The settings, checked so that a certificate always has time to renew before it expires.
 #[derive(Debug, Clone)]
-pub struct Managed {
+pub struct ManagedSettings {
     pub secret: String,
     pub webhook_configuration: Option<String>,
     pub names: Vec<String>,
@@ -106,7 +106,7 @@ pub struct Managed {
 
 impl ManagedTlsArgs {
     /// `None` when the mode is off.
-    pub fn settings(&self) -> Result<Option<Managed>, ManagedTlsError> {
+    pub fn settings(&self) -> Result<Option<ManagedSettings>, ManagedTlsError> {
         let Some(secret) = self.tls_managed_secret.clone() else { return Ok(None) };
         let names: Vec<String> =
             self.tls_managed_names.iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
@@ -131,7 +131,7 @@ impl ManagedTlsArgs {
                 self.tls_managed_cert_validity * 3
             ));
         }
-        Ok(Some(Managed {
+        Ok(Some(ManagedSettings {
             secret,
             webhook_configuration: self.tls_managed_webhook_configuration.clone(),
             names,
@@ -145,7 +145,7 @@ impl ManagedTlsArgs {
 
 /// Keeps the Secret, the webhook configuration and the served pair in step.
 pub struct Manager {
-    pub settings: Managed,
+    pub settings: ManagedSettings,
     pub namespace: String,
     pub client: kube::Client,
     pub resolver: Arc<CertResolver>,
@@ -259,17 +259,14 @@ impl Manager {
                 None
             }
         };
-        let decision = plan::decide(stored.as_ref(), now, published_for, settings.propagation_delay);
-        if decision.step == Step::Wait {
-            tracing::debug!(
-                reason = decision.reason,
-                "a new serving certificate is due; waiting for the CA to propagate"
-            );
+        let next = rotation::next_step(stored.as_ref(), now, published_for, settings.propagation_delay);
+        if next.step == Step::Wait {
+            tracing::debug!(reason = next.reason, "a new serving certificate is due; waiting for the CA to propagate");
         }
-        let changed = self.apply(decision.step, material.as_ref(), now)?;
+        let changed = self.apply(next.step, material.as_ref(), now)?;
         let material = match changed {
             Some(changed) => {
-                tracing::info!(step = ?decision.step, reason = decision.reason, secret = %settings.secret, "writing the self-managed certificate");
+                tracing::info!(step = ?next.step, reason = next.reason, secret = %settings.secret, "writing the self-managed certificate");
                 if !self.write(secret, &changed, configuration.as_ref()).await? {
                     return Ok(Next::Soon);
                 }
@@ -286,7 +283,7 @@ impl Manager {
             }
         }
         self.serve(memory, &material.leaf);
-        Ok(if changed_anything(decision.step) { Next::Soon } else { Next::Settled })
+        Ok(if changed_anything(next.step) { Next::Soon } else { Next::Settled })
     }
 
     /// The Secret's new contents for `step`, or `None` when nothing is to be written.
@@ -300,7 +297,7 @@ impl Manager {
             Ok((cas, ca.key))
         };
         // A serving certificate from the first (newest) of `cas`, whose key is `ca_key`.
-        let leaf = |cas: &[(String, plan::Window)], ca_key: &str| {
+        let leaf = |cas: &[(String, rotation::Window)], ca_key: &str| {
             let ca = Pair { cert: cas[0].0.clone(), key: ca_key.to_owned() };
             certs::new_leaf(&ca, cas[0].1, &settings.names, settings.cert_validity, now)
         };
@@ -446,7 +443,7 @@ mod tests {
         tls: super::super::TlsArgs,
     }
 
-    fn parse(args: &[&str]) -> Result<Option<Managed>, String> {
+    fn parse(args: &[&str]) -> Result<Option<ManagedSettings>, String> {
         let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).map_err(|e| e.to_string())?;
         cli.tls.managed.settings().map_err(|e| e.to_string())
     }

@@ -61,31 +61,36 @@ pub enum Step {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub struct RotationStep {
     pub step: Step,
     /// Why, for the log.
     pub reason: &'static str,
 }
 
-fn decision(step: Step, reason: &'static str) -> Decision {
-    Decision { step, reason }
+fn rotation_step(step: Step, reason: &'static str) -> RotationStep {
+    RotationStep { step, reason }
 }
 
 /// `published_for`: how long this replica has seen the newest CA in the webhook configuration
 /// (`None`: not there yet). Without a webhook configuration to follow, the caller passes
 /// `Duration::MAX`.
-pub fn decide(stored: Option<&Stored>, now: i64, published_for: Option<Duration>, propagation: Duration) -> Decision {
+pub fn next_step(
+    stored: Option<&Stored>,
+    now: i64,
+    published_for: Option<Duration>,
+    propagation: Duration,
+) -> RotationStep {
     let Some(stored) = stored else {
-        return decision(Step::Start, "no usable certificate is stored");
+        return rotation_step(Step::Start, "no usable certificate is stored");
     };
     let Some(newest) = stored.cas.first() else {
-        return decision(Step::Start, "the stored bundle has no CA");
+        return rotation_step(Step::Start, "the stored bundle has no CA");
     };
     if newest.expired(now) {
-        return decision(Step::Start, "the newest CA has expired");
+        return rotation_step(Step::Start, "the newest CA has expired");
     }
     if newest.renewal_due(now) {
-        return decision(Step::NewCa, "the CA is in the last third of its validity");
+        return rotation_step(Step::NewCa, "the CA is in the last third of its validity");
     }
     let leaf = &stored.leaf;
     let unusable = leaf.expired(now) || stored.leaf_issuer.is_none();
@@ -110,14 +115,14 @@ pub fn decide(stored: Option<&Stored>, now: i64, published_for: Option<Duration>
             (_, Some(seen)) => seen >= propagation,
         };
         if unusable || trusted {
-            return decision(Step::NewLeaf, reason);
+            return rotation_step(Step::NewLeaf, reason);
         }
-        return decision(Step::Wait, reason);
+        return rotation_step(Step::Wait, reason);
     }
     if stored.cas[1..].iter().any(|ca| ca.expired(now)) {
-        return decision(Step::Prune, "an older CA in the bundle has expired");
+        return rotation_step(Step::Prune, "an older CA in the bundle has expired");
     }
-    decision(Step::Keep, "the stored certificate is current")
+    rotation_step(Step::Keep, "the stored certificate is current")
 }
 
 #[cfg(test)]
@@ -137,7 +142,7 @@ mod tests {
     }
 
     fn step(stored: Option<&Stored>, now: i64, published_for: Option<Duration>) -> Step {
-        decide(stored, now, published_for, DELAY).step
+        next_step(stored, now, published_for, DELAY).step
     }
 
     #[test]
@@ -169,7 +174,7 @@ mod tests {
             leaf_issuer: Some(1),
             leaf_names_match: true,
         };
-        let at = |now, seen| decide(Some(&rotated), now, seen, DELAY);
+        let at = |now, seen| next_step(Some(&rotated), now, seen, DELAY);
         assert_eq!(at(601, None).step, Step::Wait, "not in the webhook configuration yet");
         assert_eq!(at(601, Some(Duration::from_secs(59))).step, Step::Wait);
         let switched = at(601, Some(DELAY));
@@ -192,7 +197,7 @@ mod tests {
         assert_eq!(step(Some(&foreign), 10, None), Step::NewLeaf, "serves nothing the bundle trusts");
         let renamed = Stored { leaf_names_match: false, ..current() };
         assert_eq!(
-            decide(Some(&renamed), 10, LONG, DELAY).reason,
+            next_step(Some(&renamed), 10, LONG, DELAY).reason,
             "the serving certificate's names differ from the configured ones"
         );
         assert_eq!(step(Some(&renamed), 10, LONG), Step::NewLeaf);
