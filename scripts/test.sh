@@ -10,7 +10,7 @@
 #      and run at nice 19 beside step 2.
 # Ends with one line totalling every test binary: "summary: N passed, M failed".
 #
-# One part at a time (the README lists them):
+# One part at a time (CONTRIBUTING.md lists them):
 #   scripts/test.sh gates             the three gates only
 #   scripts/test.sh unit              the crates' own unit tests (seconds once built; no setup)
 #   scripts/test.sh suite NAME...     the named test binaries (webhook/tests/NAME.rs,
