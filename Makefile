@@ -1,7 +1,7 @@
 # A front door for the scripts: each recipe is one line over scripts/, which stay the interface
 # (the README's two commands are scripts/demo.sh and scripts/test.sh; a new machine may lack make).
 # `make help` lists the recipes. Arguments: make suite NAMES="e2e helm_chart" ARGS="-- the_csi".
-.PHONY: help setup check gates unit suite e2e test demo stack release clean-room fuzz bench-load bench-instructions bench-copier
+.PHONY: help setup check gates unit suite e2e test demo stack release clean-room fuzz bench-load bench-instructions bench-allocations bench-copier
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -33,5 +33,7 @@ bench-load: ## open-loop HTTPS load on serve (RATES, DURATION, BESIDE)
 	scripts/bench-load.sh
 bench-instructions: ## instructions per review (callgrind)
 	scripts/bench-instructions.sh
+bench-allocations: ## allocations per review, ours beside the floors
+	cargo bench -p dragonfly-injector --bench allocations
 bench-copier: ## the copier installing the real dfget (hyperfine)
 	scripts/bench-copier.sh
