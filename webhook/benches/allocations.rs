@@ -11,11 +11,10 @@
 
 #![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
 
+mod common;
+
+use common::Skim;
 use dragonfly_injector::admission;
-use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::{Settings, ToolsImage};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use serde_json::Value;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -51,19 +50,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static COUNTING: Counting = Counting;
 
-#[derive(Deserialize)]
-struct Skim<'a> {
-    #[serde(borrow)]
-    request: SkimRequest<'a>,
-}
-
-#[derive(Deserialize)]
-struct SkimRequest<'a> {
-    uid: &'a str,
-    #[allow(dead_code)]
-    object: IgnoredAny,
-}
-
 /// Allocations and bytes of one call of `work`, counted over `runs` calls.
 fn count(runs: u64, mut work: impl FnMut() -> usize) -> (u64, u64) {
     black_box(work());
@@ -77,13 +63,8 @@ fn count(runs: u64, mut work: impl FnMut() -> usize) -> (u64, u64) {
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let runs = if measuring { 100 } else { 1 };
-    let settings = Settings::new(&Config::default(), Some("dragonfly-system"));
-    let image = ToolsImage {
-        reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(),
-        unpinned_warning: None,
-    };
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/corpus");
-    let mut names: Vec<String> = std::fs::read_dir(&corpus)
+    let (settings, image) = common::engine();
+    let mut names: Vec<String> = std::fs::read_dir(common::corpus_dir())
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
         .collect();
@@ -91,9 +72,7 @@ fn main() {
     println!("| body | bytes | ours: allocations | ours: bytes allocated | value floor | skim floor |");
     println!("|---|---|---|---|---|---|");
     for name in names {
-        let review: Value =
-            serde_json::from_str(&std::fs::read_to_string(corpus.join(format!("{name}.json"))).unwrap()).unwrap();
-        let body = serde_json::to_vec(&review).unwrap();
+        let body = common::corpus(&name);
         let answer = admission::review(&body, &settings, &image, &|_| None).unwrap().body;
         let reply = answer.clone();
         let ours =

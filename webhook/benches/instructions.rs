@@ -17,28 +17,13 @@
 
 #![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
 
+mod common;
+
 use base64::Engine as _;
+use common::Skim;
 use dragonfly_injector::admission::{self, wire::response_body};
-use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::{Settings, ToolsImage};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
 use serde_json::Value;
 use std::hint::black_box;
-
-/// What the skim floor reads: the request's uid, borrowed; nothing else is kept.
-#[derive(Deserialize)]
-struct Skim<'a> {
-    #[serde(borrow)]
-    request: SkimRequest<'a>,
-}
-
-#[derive(Deserialize)]
-struct SkimRequest<'a> {
-    uid: &'a str,
-    #[allow(dead_code)]
-    object: IgnoredAny,
-}
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
@@ -51,14 +36,8 @@ fn main() {
     };
     let mode = args.next().unwrap_or_else(|| "ours".into());
     let count: usize = count.parse().expect("COUNT is a number");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/corpus").join(format!("{name}.json"));
-    let review: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let body = serde_json::to_vec(&review).unwrap();
-    let settings = Settings::new(&Config::default(), Some("dragonfly-system"));
-    let image = ToolsImage {
-        reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(),
-        unpinned_warning: None,
-    };
+    let body = common::corpus(&name);
+    let (settings, image) = common::engine();
     let review = |body: &[u8]| admission::review(body, &settings, &image, &|_| None).unwrap().body;
     // The floors' answer: our response's patch operations and warnings, as values.
     let answer: Value = serde_json::from_slice(&review(&body)).unwrap();

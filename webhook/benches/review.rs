@@ -5,27 +5,15 @@
 #![allow(clippy::unwrap_used)] // tests and their helpers fail loudly by design
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+mod common;
+
+use common::corpus;
 use dragonfly_injector::admission;
-use dragonfly_injector::config::Config;
-use dragonfly_injector::inject::Settings;
 use dragonfly_injector::inject::ToolsImage;
-use serde_json::Value;
 use std::hint::black_box;
 
-/// The shared corpus (webhook/benches/corpus/, written by scripts/bench-corpus.py), compacted as
-/// the API server sends it: the same bodies as the load benchmark.
-fn corpus(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/corpus").join(format!("{name}.json"));
-    let review: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    serde_json::to_vec(&review).unwrap()
-}
-
 fn bench(c: &mut Criterion) {
-    let settings = Settings::new(&Config::default(), Some("dragonfly-system"));
-    let image = ToolsImage {
-        reference: "docker.io/dragonflyoss/dragonfly-injector-tools:v0.1.0".into(),
-        unpinned_warning: None,
-    };
+    let (settings, image) = common::engine();
     let mut group = c.benchmark_group("review");
     for shape in ["small", "typical", "large"] {
         for outcome in ["injected", "skipped"] {

@@ -234,9 +234,7 @@ impl Default for ToolsConfig {
                 .to_vec(),
             check_node_architectures: true,
             path: ToolsPath::Link,
-            binaries: ["dfget", "dfcache", "dfstore", "dfctl"]
-                .map(|t| ToolName::try_from(t.to_owned()).expect("a plain file name"))
-                .to_vec(),
+            binaries: ["dfget", "dfcache", "dfstore", "dfctl"].map(|t| ToolName(t.to_owned())).to_vec(),
             link_dir: AbsolutePath::try_from("/usr/local/bin".to_owned()).expect("valid path"),
             run_as_user: None,
         }
@@ -416,7 +414,7 @@ limits: {containers: 10, patchBytes: 65536}
         assert_eq!(config.proxy.host_from, HostFrom::NodeName);
         assert_eq!(config.proxy.env_name.as_str(), "MY_PROXY");
         assert_eq!(config.tools.path, ToolsPath::Prepend);
-        assert_eq!(config.tools.binaries, [ToolName::try_from("dfget".to_owned()).unwrap()]);
+        assert_eq!(config.tools.binaries, [ToolName("dfget".to_owned())]);
         assert_eq!(config.tools.link_dir.as_str(), "/opt/bin");
         assert_eq!(config.tools.run_as_user, Some(1000));
         assert!(!config.socket.enabled);

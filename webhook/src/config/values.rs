@@ -305,7 +305,7 @@ impl From<LabelRequirement> for String {
 /// A file name in the tools directory: no slash, not `.` or `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ToolName(String);
+pub struct ToolName(pub(super) String);
 
 impl TryFrom<String> for ToolName {
     type Error = String;

@@ -21,15 +21,15 @@ pub mod wire;
 
 use crate::cluster::{ClusterArgs, NamespaceCache};
 use crate::config::LabelRequirement;
+use crate::server::admin::readiness;
 use anyhow::Context as _;
-use axum::http::StatusCode;
 use axum::routing::get;
 use clap::Args;
 use node::{Driver, NamespaceLookup, Namespaces};
 use registration::Registration;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
@@ -107,7 +107,6 @@ pub async fn run(args: CsiArgs) -> anyhow::Result<()> {
         socket_dir: args.socket_dir.clone(),
         label: args.namespace_label.clone(),
         namespaces,
-        registered: registered.clone(),
     });
     let registration = Arc::new(Registration {
         name: args.driver.clone(),
@@ -130,25 +129,19 @@ pub async fn run(args: CsiArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.admin_addr).await.with_context(|| format!("binding {}", args.admin_addr))?;
     let ready = move || {
         let mut missing = Vec::new();
-        if !driver.is_registered() {
+        if !registered.load(Ordering::SeqCst) {
             missing.push("the kubelet has not registered the driver");
         }
         if !cache.is_synced() {
             missing.push("namespace labels not loaded");
         }
-        missing
+        readiness(&missing)
     };
     let admin = axum::Router::new().route("/livez", get(|| async { "ok\n" })).route(
         "/readyz",
         get(move || {
-            let missing = ready();
-            async move {
-                if missing.is_empty() {
-                    (StatusCode::OK, "ok\n".to_owned())
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", missing.join("; ")))
-                }
-            }
+            let answer = ready();
+            async move { answer }
         }),
     );
     let mut admin_stopped = stopped.clone();

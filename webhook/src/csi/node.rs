@@ -16,7 +16,6 @@ use crate::config::LabelRequirement;
 use crate::inject::CSI_KIND_ATTRIBUTE as KIND_ATTRIBUTE;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
@@ -45,8 +44,6 @@ pub struct Driver {
     pub socket_dir: PathBuf,
     pub label: LabelRequirement,
     pub namespaces: Namespaces,
-    /// The kubelet has confirmed the registration.
-    pub registered: Arc<AtomicBool>,
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -188,10 +185,6 @@ impl Driver {
         }
         Err(Status::new(Code::Internal, format!("{} stays mounted", request.target_path)))
     }
-
-    pub fn is_registered(&self) -> bool {
-        self.registered.load(Ordering::SeqCst)
-    }
 }
 
 #[cfg(test)]
@@ -208,7 +201,6 @@ mod tests {
             socket_dir: "/nonexistent/dragonfly".into(),
             label: LabelRequirement::try_from("dragonfly.io/dfdaemon-socket=allowed".to_owned()).unwrap(),
             namespaces: Arc::new(move |_| lookup.clone()),
-            registered: Arc::default(),
         }
     }
 

@@ -209,13 +209,14 @@ pub fn plan(
     let image = overrides.tools_image.as_deref().unwrap_or(context.tools_image);
     Ok(Plan {
         tools_volume: (!tools_volume_present).then(|| json!({"name": tools_volume, "emptyDir": {}})),
-        socket_volume: socket.filter(|_| !socket_volume_present).map(|socket| match via_csi {
-            true => json!({"name": socket_volume, "csi": {
-                "driver": settings.csi_driver,
-                "readOnly": true,
-                "volumeAttributes": {CSI_KIND_ATTRIBUTE: "socket"},
-            }}),
-            false => {
+        socket_volume: socket.filter(|_| !socket_volume_present).map(|socket| {
+            if via_csi {
+                json!({"name": socket_volume, "csi": {
+                    "driver": settings.csi_driver,
+                    "readOnly": true,
+                    "volumeAttributes": {CSI_KIND_ATTRIBUTE: "socket"},
+                }})
+            } else {
                 json!({"name": socket_volume, "hostPath": {"path": socket.host_path, "type": socket.host_path_type}})
             }
         }),

@@ -17,7 +17,12 @@ pub fn router(state: Arc<WebhookState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<WebhookState>>) -> impl IntoResponse {
-    let missing = state.not_ready();
+    readiness(&state.not_ready())
+}
+
+/// `/readyz`'s answer from what is still missing: 200 `ok`, or 503 naming each missing part.
+/// The CSI plugin's admin port answers the same way.
+pub fn readiness(missing: &[&str]) -> (StatusCode, String) {
     if missing.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {

@@ -13,17 +13,10 @@ pub(crate) fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certi
     const RELEASE: &str = "nodewh";
     const NAMESPACE: &str = "dragonfly-node";
     let deployment = format!("deployment/{RELEASE}-dragonfly-injector");
-    let (repository, digest) = env.webhook_image.clone().expect("the webhook image, baked from the dist");
-    let (tools_reference, tools_digest) = env.pinned_image.split_once('@').unwrap();
-    let tools_repository = tools_reference.rsplit_once(':').unwrap().0;
-    let api_port = env.plane.server.rsplit_once(':').unwrap().1.to_owned();
     let (taint_key, taint_value) = TAINT.split_once('=').unwrap();
     let helm = test_kit::cached_tool("helm.sh");
     let chart = test_kit::repo_root().join("charts/dragonfly-injector");
     let sets = [
-        format!("image.repository={repository}"),
-        "image.tag=v1".to_owned(),
-        format!("image.digest={digest}"),
         "webhook.failurePolicy=Fail".to_owned(),
         // The chart's default mode, the self-managed certificate, with lifetimes short enough
         // that the scenario sees serving certificates renewed and the CA replaced under load:
@@ -32,17 +25,9 @@ pub(crate) fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certi
         "tls.managed.caValidity=90s".to_owned(),
         "tls.managed.checkInterval=1s".to_owned(),
         "tls.managed.propagationDelay=3s".to_owned(),
-        format!("tools.image.repository={tools_repository}"),
-        "tools.image.tag=v1".to_owned(),
-        format!("tools.image.digest={tools_digest}"),
-        format!("socket.path={HOST_SOCKET_DIR}/dfdaemon.sock"),
         format!("tolerations[0].key={taint_key}"),
         "tolerations[0].operator=Equal".to_owned(),
         "tolerations[0].effect=NoSchedule".to_owned(),
-        // No kube-proxy on this node: pods reach the API server at the node's address.
-        "extraEnv[0].name=KUBERNETES_SERVICE_HOST".to_owned(),
-        format!("extraEnv[0].value={NODE_IP}"),
-        "extraEnv[1].name=KUBERNETES_SERVICE_PORT".to_owned(),
         "webhook.shutdownDelaySeconds=3".to_owned(),
         "webhook.drainTimeoutSeconds=5".to_owned(),
     ];
@@ -75,11 +60,10 @@ pub(crate) fn the_charts_webhook_runs_on_the_node_and_a_rolling_restart_or_certi
         "--create-namespace",
         "--kubeconfig",
     ]);
-    install.arg(&env.plane.kubeconfig);
+    install.arg(&env.plane.kubeconfig).args(env.node_release_args());
     for set in &sets {
         install.args(["--set", set]);
     }
-    install.args(["--set-string", &format!("extraEnv[1].value={api_port}")]);
     install.args(["--set-string", &format!("tolerations[0].value={taint_value}")]);
     // Whatever happens below, the release goes: its webhook (failurePolicy Fail) would refuse
     // every later pod once its pods are gone.

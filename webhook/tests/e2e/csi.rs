@@ -210,10 +210,6 @@ pub struct CsiRelease<'a> {
 
 impl<'a> CsiRelease<'a> {
     pub fn install(env: &'a Env) -> Self {
-        let (repository, digest) = env.webhook_image.clone().expect("the webhook image, baked from the dist");
-        let (tools_reference, tools_digest) = env.pinned_image.split_once('@').unwrap();
-        let tools_repository = tools_reference.rsplit_once(':').unwrap().0;
-        let api_port = env.plane.server.rsplit_once(':').unwrap().1.to_owned();
         let registry_host = env.registry.lock().unwrap().host.clone();
         let helm = test_kit::cached_tool("helm.sh");
         let chart = test_kit::repo_root().join("charts/dragonfly-injector");
@@ -224,29 +220,18 @@ impl<'a> CsiRelease<'a> {
             "--create-namespace",
             "--kubeconfig",
         ]);
-        install.arg(&env.plane.kubeconfig);
+        install.arg(&env.plane.kubeconfig).args(env.node_release_args());
         for set in [
-            format!("image.repository={repository}"),
-            "image.tag=v1".to_owned(),
-            format!("image.digest={digest}"),
             // Only the plugin runs on the node: the host's webhook answers admissions.
             "injection.enabled=false".to_owned(),
             "replicaCount=0".to_owned(),
             "csi.enabled=true".to_owned(),
             format!("csi.kubeletDir={KUBELET_DIR}"),
-            format!("tools.image.repository={tools_repository}"),
-            "tools.image.tag=v1".to_owned(),
-            format!("tools.image.digest={tools_digest}"),
             "tools.pinning=required".to_owned(),
             format!("registry.plainHttp={{{registry_host}}}"),
-            format!("socket.path={HOST_SOCKET_DIR}/dfdaemon.sock"),
-            "extraEnv[0].name=KUBERNETES_SERVICE_HOST".to_owned(),
-            format!("extraEnv[0].value={NODE_IP}"),
-            "extraEnv[1].name=KUBERNETES_SERVICE_PORT".to_owned(),
         ] {
             install.args(["--set", &set]);
         }
-        install.args(["--set-string", &format!("extraEnv[1].value={api_port}")]);
         succeed(&mut install);
         // From here on the release goes when this does, whatever happens.
         let release = CsiRelease { env, helm: helm.clone(), config: env.work.join("config-csi.yaml") };

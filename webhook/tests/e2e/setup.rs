@@ -318,6 +318,32 @@ impl Env {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+
+    /// The `helm install` arguments every release installed onto the real node shares: the
+    /// webhook image `docker buildx bake` built and the pinned tools image, by digest; the node's
+    /// dfdaemon socket; and the API server at the node's address, since no kube-proxy runs here.
+    pub(crate) fn node_release_args(&self) -> Vec<String> {
+        let (repository, digest) = self.webhook_image.clone().expect("the webhook image, baked from the dist");
+        let (tools_reference, tools_digest) = self.pinned_image.split_once('@').unwrap();
+        let tools_repository = tools_reference.rsplit_once(':').unwrap().0;
+        let api_port = self.plane.server.rsplit_once(':').unwrap().1;
+        let sets = [
+            format!("image.repository={repository}"),
+            "image.tag=v1".to_owned(),
+            format!("image.digest={digest}"),
+            format!("tools.image.repository={tools_repository}"),
+            "tools.image.tag=v1".to_owned(),
+            format!("tools.image.digest={tools_digest}"),
+            format!("socket.path={HOST_SOCKET_DIR}/dfdaemon.sock"),
+            "extraEnv[0].name=KUBERNETES_SERVICE_HOST".to_owned(),
+            format!("extraEnv[0].value={NODE_IP}"),
+            "extraEnv[1].name=KUBERNETES_SERVICE_PORT".to_owned(),
+        ];
+        let mut args: Vec<String> = sets.into_iter().flat_map(|set| ["--set".to_owned(), set]).collect();
+        // A string, or Helm would make the port a number.
+        args.extend(["--set-string".to_owned(), format!("extraEnv[1].value={api_port}")]);
+        args
+    }
 }
 
 /// The text a base64 field (a Secret's data, a caBundle) holds.
